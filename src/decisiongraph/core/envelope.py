@@ -1,0 +1,174 @@
+"""Event envelopes as submitted and as stored (spec 3).
+
+``envelope_from_dict`` is the one door for JSON input (CLI import, HTTP): it
+checks the envelope's own structure, so a malformed document is an
+``DG_ERR_INVALID_ARGUMENT`` before any payload rule runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from decisiongraph.core.errors import InvalidArgumentError
+from decisiongraph.core.refs import ActorRef, SourceRef
+
+DEFAULT_TENANT = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class EventEnvelope:
+    """What a producer submits."""
+
+    event_id: str
+    trace_id: str
+    trace_seq: int
+    event_type: str
+    occurred_at: str
+    source: SourceRef
+    actor: ActorRef
+    idempotency_key: str
+    payload: dict[str, Any]
+    correlation_id: str | None = None
+    causation_event_id: str | None = None
+    schema_version: int = 1
+    tags: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "trace_id": self.trace_id,
+            "trace_seq": self.trace_seq,
+            "event_type": self.event_type,
+            "occurred_at": self.occurred_at,
+            "source": self.source.to_dict(),
+            "actor": self.actor.to_dict(),
+            "idempotency_key": self.idempotency_key,
+            "payload": self.payload,
+            "correlation_id": self.correlation_id,
+            "causation_event_id": self.causation_event_id,
+            "schema_version": self.schema_version,
+            "tags": list(self.tags),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An envelope plus the fields the store assigned."""
+
+    tenant_id: str
+    log_seq: int
+    event_id: str
+    trace_id: str
+    trace_seq: int
+    event_type: str
+    occurred_at: str
+    recorded_at: str
+    source: SourceRef
+    actor: ActorRef
+    idempotency_key: str
+    payload: dict[str, Any]
+    payload_hash: str
+    correlation_id: str | None = None
+    causation_event_id: str | None = None
+    schema_version: int = 1
+    tags: tuple[str, ...] = ()
+    chain_hash: str = ""
+    repeated: bool = field(default=False, compare=False)
+
+    def envelope(self) -> EventEnvelope:
+        return EventEnvelope(
+            event_id=self.event_id,
+            trace_id=self.trace_id,
+            trace_seq=self.trace_seq,
+            event_type=self.event_type,
+            occurred_at=self.occurred_at,
+            source=self.source,
+            actor=self.actor,
+            idempotency_key=self.idempotency_key,
+            payload=self.payload,
+            correlation_id=self.correlation_id,
+            causation_event_id=self.causation_event_id,
+            schema_version=self.schema_version,
+            tags=self.tags,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Envelope keys plus the store's; the export/dump format."""
+        data = self.envelope().to_dict()
+        data.update(
+            log_seq=self.log_seq,
+            recorded_at=self.recorded_at,
+            payload_hash=self.payload_hash,
+        )
+        return data
+
+
+_REQUIRED_STR = ("event_id", "trace_id", "event_type", "occurred_at", "idempotency_key")
+
+
+def _bad(message: str, field_name: str) -> InvalidArgumentError:
+    return InvalidArgumentError(message, details={"field": field_name})
+
+
+def _str_field(data: dict[str, Any], key: str, *, optional: bool, where: str) -> str | None:
+    value = data.get(key)
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise _bad(f"{where}{key} must be a string", f"{where}{key}")
+    return value
+
+
+def _int_field(data: dict[str, Any], key: str, default: int | None) -> int:
+    value = data.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _bad(f"{key} must be an integer", key)
+    return value
+
+
+def envelope_from_dict(data: Any) -> EventEnvelope:
+    """Build an envelope from decoded JSON, rejecting structural errors."""
+    if not isinstance(data, dict):
+        raise InvalidArgumentError("An event envelope must be a JSON object")
+    strings = {key: _str_field(data, key, optional=False, where="") for key in _REQUIRED_STR}
+    trace_seq = _int_field(data, "trace_seq", None)
+    if trace_seq < 0:
+        raise _bad("trace_seq must be >= 0", "trace_seq")
+    schema_version = _int_field(data, "schema_version", 1)
+    source = data.get("source")
+    if not isinstance(source, dict):
+        raise _bad("source must be an object", "source")
+    actor = data.get("actor")
+    if not isinstance(actor, dict):
+        raise _bad("actor must be an object", "actor")
+    payload = data.get("payload")
+    if "payload" not in data:
+        raise _bad("payload is required", "payload")
+    tags = data.get("tags", [])
+    if tags is None:
+        tags = []
+    if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
+        raise _bad("tags must be a list of strings", "tags")
+    return EventEnvelope(
+        event_id=strings["event_id"] or "",
+        trace_id=strings["trace_id"] or "",
+        trace_seq=trace_seq,
+        event_type=strings["event_type"] or "",
+        occurred_at=strings["occurred_at"] or "",
+        source=SourceRef(
+            producer_id=_str_field(source, "producer_id", optional=False, where="source.") or "",
+            system=_str_field(source, "system", optional=False, where="source.") or "",
+            subsystem=_str_field(source, "subsystem", optional=True, where="source."),
+        ),
+        actor=ActorRef(
+            actor_type=_str_field(actor, "actor_type", optional=False, where="actor.") or "",
+            actor_id=_str_field(actor, "actor_id", optional=False, where="actor.") or "",
+        ),
+        idempotency_key=strings["idempotency_key"] or "",
+        payload=payload,  # shape is checked by validation, in the spec's order
+        correlation_id=_str_field(data, "correlation_id", optional=True, where=""),
+        causation_event_id=_str_field(data, "causation_event_id", optional=True, where=""),
+        schema_version=schema_version,
+        tags=tuple(tags),
+    )

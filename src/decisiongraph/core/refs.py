@@ -1,0 +1,141 @@
+"""Value objects used inside envelopes and payloads (spec 2).
+
+Each serializes field by field, so optional fields are present as ``null``:
+that shape is part of the payload hash for events built by the typed helpers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class ActorRef:
+    actor_type: str
+    actor_id: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"actor_type": self.actor_type, "actor_id": self.actor_id}
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRef:
+    producer_id: str
+    system: str
+    subsystem: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"producer_id": self.producer_id, "system": self.system, "subsystem": self.subsystem}
+
+
+@dataclass(frozen=True, slots=True)
+class EntityRef:
+    entity_type: str
+    entity_id: str
+    system: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"entity_type": self.entity_type, "entity_id": self.entity_id, "system": self.system}
+
+
+@dataclass(frozen=True, slots=True)
+class Value:
+    type: str
+    value: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "value": self.value}
+
+
+@dataclass(frozen=True, slots=True)
+class Fact:
+    key: str
+    value: Value
+    as_of: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "value": self.value.to_dict(), "as_of": self.as_of}
+
+
+@dataclass(frozen=True, slots=True)
+class SourceObjectRef:
+    system: str
+    object_type: str
+    object_id: str
+    locator: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "system": self.system,
+            "object_type": self.object_type,
+            "object_id": self.object_id,
+            "locator": self.locator,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceRef:
+    source: SourceObjectRef
+    locator: str
+    excerpt_redacted: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source.to_dict(),
+            "locator": self.locator,
+            "excerpt_redacted": self.excerpt_redacted,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRef:
+    policy_id: str
+    policy_version: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"policy_id": self.policy_id, "policy_version": self.policy_version}
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    code: str
+    message: str
+    details: dict[str, str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "details": self.details}
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    path: str
+    new_value: Value
+    old_value: Value | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "old_value": None if self.old_value is None else self.old_value.to_dict(),
+            "new_value": self.new_value.to_dict(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalSubject:
+    subject_type: str
+    subject_id: str
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.extra, "subject_type": self.subject_type, "subject_id": self.subject_id}
+
+
+def as_dict(value: Any) -> Any:
+    """Serialize a value object (or pass plain JSON through unchanged)."""
+    to_dict = getattr(value, "to_dict", None)
+    if to_dict is not None:
+        return to_dict()
+    if isinstance(value, list | tuple):
+        return [as_dict(item) for item in value]
+    return value

@@ -1,0 +1,119 @@
+"""Append-time validation in the exact order of spec section 5.
+
+The result, :class:`ValidatedEvent`, carries everything the store needs that
+is a pure function of the envelope (hash, serialized columns), so backends do
+no JSON work of their own and cannot disagree.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from decisiongraph.core.envelope import EventEnvelope
+from decisiongraph.core.errors import InvalidArgumentError, SchemaViolationError
+from decisiongraph.core.event_types import check_payload_shape
+from decisiongraph.core.hashing import sha256_text
+from decisiongraph.core.pii import check_no_secrets
+
+MAX_IDEMPOTENCY_KEY_BYTES = 200
+
+# Step 2 must accept NaN/Infinity (they fail later, at step 5), so it uses an
+# encoder that allows them; for float-free payloads its output *is* JSON-P.
+_SAFETY = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+_SCOPE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+@dataclass(frozen=True, slots=True)
+class ValidatedEvent:
+    """An envelope that passed validation, with its derived columns."""
+
+    envelope: EventEnvelope
+    payload_json: str
+    payload_hash: str
+    tags_json: str
+
+
+def check_idempotency_key(key: str) -> None:
+    """Step 1: non-empty, no NUL, at most 200 UTF-8 bytes."""
+    if not isinstance(key, str) or key == "":
+        raise InvalidArgumentError("idempotency_key must be a non-empty string")
+    if "\x00" in key:
+        raise InvalidArgumentError("idempotency_key must not contain NUL")
+    try:
+        size = len(key.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise InvalidArgumentError("idempotency_key is not valid Unicode") from exc
+    if size > MAX_IDEMPOTENCY_KEY_BYTES:
+        raise InvalidArgumentError(
+            f"idempotency_key is {size} bytes; at most {MAX_IDEMPOTENCY_KEY_BYTES} allowed"
+        )
+
+
+def _scan(value: Any, path: str) -> str | None:
+    """Reject non-string keys; return the path of the first float, if any."""
+    first_float: str | None = None
+    stack: list[tuple[Any, str]] = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, dict):
+            for key, inner in item.items():
+                if not isinstance(key, str):
+                    raise InvalidArgumentError(
+                        f"Payload keys must be strings (found {type(key).__name__} at '{where}')"
+                    )
+                if isinstance(inner, dict | list | tuple | float):
+                    stack.append((inner, f"{where}.{key}"))
+        elif isinstance(item, list | tuple):
+            for index, inner in enumerate(item):
+                if isinstance(inner, dict | list | tuple | float):
+                    stack.append((inner, f"{where}[{index}]"))
+        elif isinstance(item, float) and first_float is None:
+            first_float = where
+    return first_float
+
+
+def _json_safe_text(payload: Any) -> str:
+    """Step 2: the payload must encode as JSON and as UTF-8."""
+    try:
+        text = _SAFETY.encode(payload)
+        text.encode("utf-8")
+    except (TypeError, ValueError, RecursionError, UnicodeEncodeError) as exc:
+        raise InvalidArgumentError(f"Payload is not JSON-serializable: {exc}") from exc
+    return text
+
+
+def validate_envelope(envelope: EventEnvelope) -> ValidatedEvent:
+    """Run steps 1-5 of spec section 5; first failure wins."""
+    check_idempotency_key(envelope.idempotency_key)
+    payload = envelope.payload
+    text = _json_safe_text(payload)  # first: it also rejects circular structures
+    first_float = _scan(payload, "$.payload")
+    check_payload_shape(envelope.event_type, payload)
+    scope = {
+        "payload": payload,
+        "tags": list(envelope.tags),
+        "actor": envelope.actor.to_dict(),
+        "source": envelope.source.to_dict(),
+        "correlation_id": envelope.correlation_id,
+        "causation_event_id": envelope.causation_event_id,
+        "idempotency_key": envelope.idempotency_key,
+    }
+    try:
+        quick = _SCOPE.encode(scope)
+    except (TypeError, ValueError):  # tags/actor of odd types: take the precise walk
+        quick = None
+    check_no_secrets(scope, quick)
+    if first_float is not None:
+        raise SchemaViolationError(
+            f"Floats are not allowed in payloads (found at '{first_float}')",
+            details={"path": first_float},
+        )
+    tags_text = _SCOPE.encode(list(envelope.tags))
+    return ValidatedEvent(
+        envelope=envelope,
+        payload_json=text,
+        payload_hash=sha256_text(text),
+        tags_json=tags_text,
+    )

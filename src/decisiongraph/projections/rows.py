@@ -1,0 +1,132 @@
+"""Projection rows: the records every projection fold emits and stores keep.
+
+Field names are the column names, and the digest dictionaries are built from
+them, so a row is the single definition of what a projection holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+CONTEXT_GRAPH: Final = "context_graph"
+TRACE_SUMMARY: Final = "trace_summary"
+PRECEDENT_INDEX: Final = "precedent_index"
+POLICY_EVAL_INDEX: Final = "policy_eval_index"
+PROJECTION_NAMES: Final = (CONTEXT_GRAPH, TRACE_SUMMARY, PRECEDENT_INDEX, POLICY_EVAL_INDEX)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRow:
+    node_id: str
+    node_type: str
+    trace_id: str
+    log_seq: int
+    created_at: str
+
+    def digest_dict(self) -> dict[str, Any]:
+        return {
+            "attrs": {},
+            "created_at": self.created_at,
+            "log_seq": self.log_seq,
+            "node_id": self.node_id,
+            "node_type": self.node_type,
+            "trace_id": self.trace_id,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeRow:
+    edge_id: str
+    edge_type: str
+    from_node_id: str
+    to_node_id: str
+    trace_id: str
+    log_seq: int
+    created_at: str
+
+    def digest_dict(self) -> dict[str, Any]:
+        return {
+            "attrs": {},
+            "created_at": self.created_at,
+            "edge_id": self.edge_id,
+            "edge_type": self.edge_type,
+            "from_node_id": self.from_node_id,
+            "log_seq": self.log_seq,
+            "to_node_id": self.to_node_id,
+            "trace_id": self.trace_id,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TraceSummaryRow:
+    trace_id: str
+    workflow: str
+    title: str
+    primary_entity_type: str | None
+    primary_entity_id: str | None
+    outcome: str | None
+    started_at: str
+    finished_at: str | None
+    event_count: int
+    last_log_seq: int
+
+    def digest_dict(self) -> dict[str, Any]:
+        return {
+            "event_count": self.event_count,
+            "finished_at": self.finished_at,
+            "last_log_seq": self.last_log_seq,
+            "outcome": self.outcome,
+            "primary_entity_id": self.primary_entity_id,
+            "primary_entity_type": self.primary_entity_type,
+            "started_at": self.started_at,
+            "title": self.title,
+            "trace_id": self.trace_id,
+            "workflow": self.workflow,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TraceFinish:
+    """The summary update a TraceFinished applies to an existing row."""
+
+    trace_id: str
+    outcome: str
+    finished_at: str
+    log_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyEvalRow:
+    index_id: str
+    trace_id: str
+    policy_id: str
+    policy_version: str
+    log_seq: int
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class PrecedentRow:
+    source_event_id: str
+    log_seq: int
+    trace_id: str
+    policy_id: str
+    policy_version: str
+    exception_id: str | None
+    primary_entity_type: str | None
+    primary_entity_system: str | None
+    primary_entity_id: str | None
+
+    def digest_dict(self) -> dict[str, Any]:
+        return {
+            "exception_id": self.exception_id,
+            "log_seq": self.log_seq,
+            "policy_id": self.policy_id,
+            "policy_version": self.policy_version,
+            "primary_entity_id": self.primary_entity_id,
+            "primary_entity_system": self.primary_entity_system,
+            "primary_entity_type": self.primary_entity_type,
+            "source_event_id": self.source_event_id,
+            "trace_id": self.trace_id,
+        }

@@ -1,0 +1,95 @@
+"""The tamper-evident hash chain over each tenant's log.
+
+``chain_hash(n) = sha256(chain_hash(n-1) + "\\n" + JSON-P(content(n)))``, where
+content holds every stored column except the payload itself (represented by
+its hash) and the chain hash. Editing, deleting or reordering a row breaks the
+chain at that row; the tenant's head row pins the last link, so truncating
+the tail is caught too. The chain adds to the spec; it changes no digest.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from decisiongraph.core.canonical_json import json_p
+from decisiongraph.core.hashing import GENESIS_CHAIN_HASH, payload_hash, sha256_text
+
+CHAIN_FIELDS = (
+    "tenant_id",
+    "log_seq",
+    "event_id",
+    "trace_id",
+    "trace_seq",
+    "event_type",
+    "occurred_at",
+    "recorded_at",
+    "producer_id",
+    "system",
+    "subsystem",
+    "actor_type",
+    "actor_id",
+    "correlation_id",
+    "causation_event_id",
+    "idempotency_key",
+    "schema_version",
+    "tags_json",
+    "payload_hash",
+)
+
+
+def link_hash(previous: str, content: dict[str, Any]) -> str:
+    """The chain hash of one row given its predecessor's."""
+    return sha256_text(previous + "\n" + json_p(content))
+
+
+@dataclass(frozen=True, slots=True)
+class ChainProblem:
+    tenant_id: str
+    log_seq: int
+    reason: str
+
+
+def verify_rows(
+    tenant_id: str,
+    rows: Iterable[dict[str, Any]],
+    head: tuple[int, str] | None,
+) -> ChainProblem | None:
+    """Recompute a tenant's chain; return the first problem found, if any.
+
+    ``rows`` are raw stored rows in log_seq order (with ``payload_json`` and
+    ``chain_hash``); ``head`` is the stored (last_log_seq, chain_hash) pin.
+    """
+    previous = GENESIS_CHAIN_HASH
+    expected_seq = 1
+    for row in rows:
+        seq = int(row["log_seq"])
+        if seq != expected_seq:
+            return ChainProblem(tenant_id, expected_seq, f"log_seq {expected_seq} is missing")
+        try:
+            payload = json.loads(row["payload_json"])
+        except ValueError:
+            return ChainProblem(tenant_id, seq, "payload_json is not valid JSON")
+        if payload_hash(payload) != row["payload_hash"]:
+            return ChainProblem(tenant_id, seq, "payload does not match payload_hash")
+        content = {name: row[name] for name in CHAIN_FIELDS}
+        computed = link_hash(previous, content)
+        if computed != row["chain_hash"]:
+            return ChainProblem(tenant_id, seq, "chain hash mismatch (row edited or moved)")
+        previous = computed
+        expected_seq += 1
+    last = expected_seq - 1
+    if head is None:
+        if last:
+            return ChainProblem(tenant_id, last, "log head record is missing")
+        return None
+    head_seq, head_hash = head
+    if head_seq != last:
+        return ChainProblem(
+            tenant_id, last + 1, f"log head says {head_seq} events, found {last} (rows removed)"
+        )
+    if head_hash != previous:
+        return ChainProblem(tenant_id, last, "log head chain hash does not match the last row")
+    return None

@@ -1,0 +1,208 @@
+"""The embedded SQLite backend (the default): one file or ``:memory:``.
+
+One connection serves the process, guarded by a lock; writes use
+``BEGIN IMMEDIATE`` so the database-wide write lock is the tenant append lock,
+which keeps log_seq gap-free and in commit order.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from decisiongraph.core.clock import Clock, format_timestamp, system_clock
+from decisiongraph.core.errors import (
+    ConflictError,
+    DecisionGraphError,
+    EventSequenceInvalidError,
+    IdempotencyConflictError,
+    StorageError,
+)
+from decisiongraph.core.hashing import GENESIS_CHAIN_HASH
+from decisiongraph.store.append_plan import EVENT_COLUMNS, Row, TraceHead
+from decisiongraph.store.migrations import migration_files
+from decisiongraph.store.sql_base import SqlEventStore, _chunks
+
+_INSERT = (
+    f"INSERT INTO dg_event_log ({', '.join(EVENT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in EVENT_COLUMNS)})"
+)
+
+
+def translate_sqlite_error(exc: Exception) -> DecisionGraphError | None:
+    """Spec 7.4: classify constraint failures by what they hit."""
+    if not isinstance(exc, sqlite3.Error):
+        return None
+    text = str(exc)
+    if "trace_finished" in text:
+        return ConflictError("Trace is finished; no further events are accepted")
+    if "idempotency" in text:
+        return IdempotencyConflictError(f"Idempotency conflict: {text}")
+    if "trace_seq" in text:
+        return EventSequenceInvalidError(f"Duplicate trace_seq: {text}")
+    return StorageError(f"SQLite error: {text}")
+
+
+class SQLiteEventStore(SqlEventStore):
+    """SQLite implementation of the event store."""
+
+    def __init__(
+        self, path: str | Path = ":memory:", *, clock: Clock = system_clock, read_only: bool = False
+    ) -> None:
+        path = str(path)
+        super().__init__(path, clock)
+        self._lock = threading.RLock()
+        self._read_only = read_only
+        try:
+            if read_only:
+                uri = f"file:{Path(path).resolve()}?mode=ro"
+                self._conn = sqlite3.connect(
+                    uri, uri=True, isolation_level=None, check_same_thread=False
+                )
+                self._conn.execute("PRAGMA query_only = ON")
+            else:
+                self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+                if path != ":memory:" and not path.startswith("file::memory:"):
+                    self._conn.execute("PRAGMA journal_mode = WAL")
+                    self._conn.execute("PRAGMA synchronous = NORMAL")
+                self._conn.execute("PRAGMA busy_timeout = 30000")
+                self._conn.execute("PRAGMA foreign_keys = ON")
+                self._migrate()
+        except sqlite3.Error as exc:
+            raise StorageError(f"Cannot open SQLite database '{path}': {exc}") from exc
+
+    def _migrate(self) -> None:
+        with self._write() as cur:
+            cur.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+            )
+            applied = {row[0] for row in cur.execute("SELECT version FROM schema_migrations")}
+            for version, name, sql in migration_files("sqlite"):
+                if version in applied:
+                    continue
+                for statement in _split_statements(sql):
+                    cur.execute(statement)
+                cur.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    (version, name, format_timestamp(self._clock())),
+                )
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Cursor]:
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                yield cur
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            else:
+                cur.execute("COMMIT")
+            finally:
+                cur.close()
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Cursor]:
+        with self._lock:
+            cur = self._conn.cursor()
+            try:
+                yield cur
+            finally:
+                cur.close()
+
+    @contextmanager
+    def _savepoint(self, cur: sqlite3.Cursor) -> Iterator[None]:
+        cur.execute("SAVEPOINT dg_project")
+        try:
+            yield
+        except BaseException:
+            cur.execute("ROLLBACK TO dg_project")
+            cur.execute("RELEASE dg_project")
+            raise
+        cur.execute("RELEASE dg_project")
+
+    def _lock_log_head(self, cur: sqlite3.Cursor, tenant_id: str) -> tuple[int, str]:
+        row = cur.execute(
+            "SELECT last_log_seq, chain_hash FROM dg_log_head WHERE tenant_id = ?", (tenant_id,)
+        ).fetchone()
+        if row is None:
+            cur.execute(
+                "INSERT INTO dg_log_head (tenant_id, last_log_seq, chain_hash) VALUES (?, 0, ?)",
+                (tenant_id, GENESIS_CHAIN_HASH),
+            )
+            return (0, GENESIS_CHAIN_HASH)
+        return (int(row[0]), str(row[1]))
+
+    def _trace_heads(
+        self, cur: sqlite3.Cursor, tenant_id: str, trace_ids: Sequence[str]
+    ) -> dict[str, TraceHead]:
+        heads: dict[str, TraceHead] = {}
+        if len(trace_ids) == 1:
+            row = cur.execute(
+                "SELECT trace_seq, event_type FROM dg_event_log WHERE tenant_id = ? "
+                "AND trace_id = ? ORDER BY trace_seq DESC LIMIT 1",
+                (tenant_id, trace_ids[0]),
+            ).fetchone()
+            if row is not None:
+                heads[trace_ids[0]] = (int(row[0]), str(row[1]))
+            return heads
+        for chunk in _chunks(list(trace_ids)):
+            marks = ", ".join("?" for _ in chunk)
+            # SQLite returns the bare columns of the row holding the MAX().
+            rows = cur.execute(
+                "SELECT trace_id, MAX(trace_seq), event_type FROM dg_event_log "
+                f"WHERE tenant_id = ? AND trace_id IN ({marks}) GROUP BY trace_id",
+                [tenant_id, *chunk],
+            ).fetchall()
+            heads.update({row[0]: (int(row[1]), str(row[2])) for row in rows})
+        return heads
+
+    def _insert_events(self, cur: sqlite3.Cursor, rows: Sequence[Row]) -> None:
+        if len(rows) == 1:
+            cur.execute(_INSERT, rows[0])
+        else:
+            cur.executemany(_INSERT, rows)
+
+    def _stream(self, sql: str, params: Sequence[Any]) -> Iterator[Sequence[Any]]:
+        # A dedicated cursor on the shared connection; rows are produced lazily.
+        with self._lock:
+            cur = self._conn.cursor()
+        try:
+            cur.execute(sql, params)
+            while True:
+                with self._lock:
+                    rows = cur.fetchmany(2000)
+                if not rows:
+                    return
+                yield from rows
+        finally:
+            cur.close()
+
+    def _translate_error(self, exc: Exception) -> DecisionGraphError | None:
+        return translate_sqlite_error(exc)
+
+
+def _split_statements(sql: str) -> list[str]:
+    """Split a migration into statements, keeping trigger bodies whole."""
+    statements: list[str] = []
+    buffer = ""
+    for line in sql.splitlines(keepends=True):
+        if line.strip().startswith("--") and not buffer.strip():
+            continue
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip():
+        statements.append(buffer.strip())
+    return statements
