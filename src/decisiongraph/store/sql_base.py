@@ -418,13 +418,16 @@ class SqlEventStore:
         back to a savepoint so the append itself still commits (spec 16.6).
         """
         fresh = [event for event in events if not event.repeated and event.log_seq > head_before]
-        if not fresh or self._cursor_value(cur, tenant_id) != head_before:
+        if not fresh:
+            return
+        self._lock_projections(cur, tenant_id)
+        if self._cursor_value(cur, tenant_id) != head_before:
             return
         try:
             with self._savepoint(cur):
                 self._apply(cur, tenant_id, fresh, head_before)
-        except DecisionGraphError:
-            return  # left stale; a later catch-up reports the failure
+        except Exception:  # noqa: BLE001 - left stale; a later catch-up reports the failure
+            return
 
     def project_pending(
         self, tenant_id: str, *, batch_size: int = 1000, until_log_seq: int | None = None

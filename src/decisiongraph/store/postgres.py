@@ -1,0 +1,163 @@
+"""The PostgreSQL backend (production): many processes, one database.
+
+Appends of a tenant serialize on its ``dg_log_head`` row (``FOR UPDATE``), so
+log_seq is assigned max+1 under the lock and commits in the same order: no
+gaps, and a reader never sees log_seq N+1 before N. Projectors of a tenant
+serialize on a transaction-scoped advisory lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+
+from decisiongraph.core.clock import Clock, format_timestamp, system_clock
+from decisiongraph.core.errors import (
+    ConflictError,
+    DecisionGraphError,
+    EventSequenceInvalidError,
+    IdempotencyConflictError,
+    StorageError,
+)
+from decisiongraph.core.hashing import GENESIS_CHAIN_HASH
+from decisiongraph.store.append_plan import EVENT_COLUMNS, Row, TraceHead
+from decisiongraph.store.migrations import migration_files
+from decisiongraph.store.sql_base import SqlEventStore
+
+_MIGRATION_LOCK = 0x4447_4D49_4752  # "DGMIGR": one migrator at a time
+_COPY = f"COPY dg_event_log ({', '.join(EVENT_COLUMNS)}) FROM STDIN"
+_INSERT = (
+    f"INSERT INTO dg_event_log ({', '.join(EVENT_COLUMNS)}) "
+    f"VALUES ({', '.join('%s' for _ in EVENT_COLUMNS)})"
+)
+
+
+def is_postgres_url(target: str) -> bool:
+    return target.startswith(("postgresql://", "postgres://"))
+
+
+def advisory_key(*parts: str) -> int:
+    """A stable signed 64-bit advisory-lock key for a name."""
+    digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def translate_pg_error(exc: Exception) -> DecisionGraphError | None:
+    """Spec 7.4: classify constraint failures by what they hit."""
+    if not isinstance(exc, psycopg.Error):
+        return None
+    text = str(exc)
+    constraint = getattr(getattr(exc, "diag", None), "constraint_name", None) or ""
+    if "trace_finished" in text:
+        return ConflictError("Trace is finished; no further events are accepted")
+    if isinstance(exc, pg_errors.UniqueViolation):
+        if "idempotency" in constraint:
+            return IdempotencyConflictError(f"Idempotency conflict: {text}")
+        if "trace_seq" in constraint:
+            return EventSequenceInvalidError(f"Duplicate trace_seq: {text}")
+    return StorageError(f"PostgreSQL error: {text.strip()}")
+
+
+class PostgresEventStore(SqlEventStore):
+    """PostgreSQL implementation of the event store (psycopg 3)."""
+
+    placeholder = "%s"
+
+    def __init__(self, url: str, *, clock: Clock = system_clock, migrate: bool = True) -> None:
+        super().__init__(url, clock)
+        self._lock = threading.RLock()
+        try:
+            self._conn = psycopg.connect(url, autocommit=True)
+            if migrate:
+                self._migrate()
+        except psycopg.Error as exc:
+            raise StorageError(f"Cannot open PostgreSQL database: {exc}") from exc
+
+    def _migrate(self) -> None:
+        with self._write() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            cur.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+            )
+            applied = {row[0] for row in cur.execute("SELECT version FROM schema_migrations")}
+            for version, name, sql in migration_files("postgres"):
+                if version in applied:
+                    continue
+                cur.execute(sql.encode("utf-8"))
+                cur.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (%s, %s, %s)",
+                    (version, name, format_timestamp(self._clock())),
+                )
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[psycopg.Cursor[Any]]:
+        with self._lock, self._conn.transaction(), self._conn.cursor() as cur:
+            yield cur
+
+    @contextmanager
+    def _read(self) -> Iterator[psycopg.Cursor[Any]]:
+        with self._lock, self._conn.cursor() as cur:
+            yield cur
+
+    @contextmanager
+    def _savepoint(self, cur: psycopg.Cursor[Any]) -> Iterator[None]:
+        with self._conn.transaction():
+            yield
+
+    def _lock_log_head(self, cur: psycopg.Cursor[Any], tenant_id: str) -> tuple[int, str]:
+        cur.execute(
+            "INSERT INTO dg_log_head (tenant_id, last_log_seq, chain_hash) VALUES (%s, 0, %s) "
+            "ON CONFLICT (tenant_id) DO NOTHING",
+            (tenant_id, GENESIS_CHAIN_HASH),
+        )
+        row = cur.execute(
+            "SELECT last_log_seq, chain_hash FROM dg_log_head WHERE tenant_id = %s FOR UPDATE",
+            (tenant_id,),
+        ).fetchone()
+        assert row is not None
+        return (int(row[0]), str(row[1]))
+
+    def _lock_projections(self, cur: psycopg.Cursor[Any], tenant_id: str) -> None:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (advisory_key("projections", tenant_id),))
+
+    def _trace_heads(
+        self, cur: psycopg.Cursor[Any], tenant_id: str, trace_ids: Sequence[str]
+    ) -> dict[str, TraceHead]:
+        rows = cur.execute(
+            "SELECT DISTINCT ON (trace_id) trace_id, trace_seq, event_type FROM dg_event_log "
+            "WHERE tenant_id = %s AND trace_id = ANY(%s) ORDER BY trace_id, trace_seq DESC",
+            (tenant_id, list(trace_ids)),
+        ).fetchall()
+        return {row[0]: (int(row[1]), str(row[2])) for row in rows}
+
+    def _insert_events(self, cur: psycopg.Cursor[Any], rows: Sequence[Row]) -> None:
+        if len(rows) == 1:
+            cur.execute(_INSERT, rows[0])
+            return
+        with cur.copy(_COPY) as copy:
+            for row in rows:
+                copy.write_row(row)
+
+    def _stream(self, sql: str, params: Sequence[Any]) -> Iterator[Sequence[Any]]:
+        # A private connection and a server-side cursor: bounded memory, and
+        # the shared connection stays free for other work meanwhile.
+        with psycopg.connect(self._url) as conn, conn.transaction():
+            with conn.cursor(name=f"dg_stream_{uuid.uuid4().hex}") as cur:
+                cur.itersize = 5000
+                cur.execute(sql, params)
+                yield from cur
+
+    def _translate_error(self, exc: Exception) -> DecisionGraphError | None:
+        return translate_pg_error(exc)
