@@ -1,0 +1,446 @@
+"""``DecisionGraph``: the library facade of spec section 11.
+
+It binds a store to one tenant, fills in what producers usually leave out
+(trace_seq, event ids, idempotency keys, timestamps), and keeps projections
+current after every append so reads never see their own writes missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from decisiongraph.core import event_types as et
+from decisiongraph.core.clock import Clock, format_timestamp, system_clock
+from decisiongraph.core.envelope import (
+    DEFAULT_TENANT,
+    EventEnvelope,
+    StoredEvent,
+    envelope_from_dict,
+)
+from decisiongraph.core.errors import InvalidArgumentError
+from decisiongraph.core.ids import new_id
+from decisiongraph.core.refs import ActorRef, SourceRef, as_dict
+from decisiongraph.projections.digests import Digests
+from decisiongraph.query import events as event_queries
+from decisiongraph.query.graph import (
+    EdgePage,
+    GraphEdgeCursor,
+    GraphFilter,
+    Subgraph,
+    get_context_subgraph,
+    list_node_edges,
+)
+from decisiongraph.query.health import ProjectionHealth, get_projection_health
+from decisiongraph.query.precedents import PrecedentHit, PrecedentQuery, find_precedents
+from decisiongraph.query.traces import TraceSummary, get_trace_summary
+from decisiongraph.store import EventStore, open_store
+from decisiongraph.store.chain import ChainProblem
+
+DEFAULT_PROJECTION_BATCH_SIZE = 1000
+
+SourceLike = SourceRef | Mapping[str, Any]
+ActorLike = ActorRef | Mapping[str, Any]
+
+
+def _source(value: SourceLike) -> SourceRef:
+    if isinstance(value, SourceRef):
+        return value
+    return SourceRef(value["producer_id"], value["system"], value.get("subsystem"))
+
+
+def _actor(value: ActorLike) -> ActorRef:
+    if isinstance(value, ActorRef):
+        return value
+    return ActorRef(value["actor_type"], value["actor_id"])
+
+
+class DecisionGraph:
+    """Record decisions and investigate them, on SQLite or PostgreSQL."""
+
+    DEFAULT_PROJECTION_BATCH_SIZE = DEFAULT_PROJECTION_BATCH_SIZE
+
+    def __init__(
+        self,
+        target: str | Path = ":memory:",
+        *,
+        tenant: str = DEFAULT_TENANT,
+        clock: Clock = system_clock,
+        project_on_append: bool = True,
+        store: EventStore | None = None,
+    ) -> None:
+        if not tenant:
+            raise InvalidArgumentError("tenant must be a non-empty string")
+        self._store = store if store is not None else open_store(target, clock=clock)
+        self._tenant = tenant
+        self._clock = clock
+        self._project_on_append = project_on_append
+
+    @classmethod
+    def from_postgres(cls, conninfo: str, **kwargs: Any) -> DecisionGraph:
+        return cls(conninfo, **kwargs)
+
+    @property
+    def store(self) -> EventStore:
+        return self._store
+
+    @property
+    def tenant(self) -> str:
+        return self._tenant
+
+    def for_tenant(self, tenant: str) -> DecisionGraph:
+        """A facade on the same store bound to another tenant."""
+        return DecisionGraph(
+            tenant=tenant,
+            clock=self._clock,
+            project_on_append=self._project_on_append,
+            store=self._store,
+        )
+
+    def close(self) -> None:
+        self._store.close()
+
+    def __enter__(self) -> DecisionGraph:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- appends -----------------------------------------------------------
+    def append_events(
+        self, envelopes: Iterable[EventEnvelope | Mapping[str, Any]]
+    ) -> list[StoredEvent]:
+        """Append fully specified envelopes in one transaction, all or nothing."""
+        items = [
+            envelope if isinstance(envelope, EventEnvelope) else envelope_from_dict(dict(envelope))
+            for envelope in envelopes
+        ]
+        stored = self._store.append(self._tenant, items, project=self._project_on_append)
+        self._catch_up(stored)
+        return stored
+
+    def _catch_up(self, stored: Sequence[StoredEvent]) -> None:
+        if not self._project_on_append or not stored:
+            return
+        target = max(event.log_seq for event in stored)
+        if self._store.projection_cursor(self._tenant) < target:
+            self._store.project_pending(
+                self._tenant, batch_size=DEFAULT_PROJECTION_BATCH_SIZE, until_log_seq=target
+            )
+
+    def append_event(
+        self,
+        trace_id: str,
+        event_type: str,
+        payload: dict[str, Any],
+        source: SourceLike,
+        actor: ActorLike,
+        idempotency_key: str | None = None,
+        correlation_id: str | None = None,
+        causation_event_id: str | None = None,
+        schema_version: int = 1,
+        tags: Sequence[str] | None = None,
+        occurred_at: str | None = None,
+    ) -> StoredEvent:
+        """Append one event at the trace's next position (spec 11.2)."""
+        trace_seq = self._store.get_next_trace_seq(self._tenant, trace_id)
+        envelope = EventEnvelope(
+            event_id=new_id(),
+            trace_id=trace_id,
+            trace_seq=trace_seq,
+            event_type=event_type,
+            occurred_at=occurred_at or format_timestamp(self._clock()),
+            source=_source(source),
+            actor=_actor(actor),
+            idempotency_key=idempotency_key or f"{event_type}:{trace_id}:{trace_seq}",
+            payload=payload,
+            correlation_id=correlation_id,
+            causation_event_id=causation_event_id,
+            schema_version=schema_version,
+            tags=tuple(tags or ()),
+        )
+        return self.append_events([envelope])[0]
+
+    def start_trace(
+        self,
+        workflow: str,
+        title: str,
+        primary_entity: Any,
+        source: SourceLike,
+        actor: ActorLike,
+        context: Mapping[str, str] | None = None,
+        trace_id: str | None = None,
+        **options: Any,
+    ) -> str:
+        trace_id = trace_id or new_id()
+        entity = as_dict(primary_entity)
+        payload: dict[str, Any] = {
+            "workflow": workflow,
+            "title": title,
+            "primary_entity": {
+                "entity_type": entity.get("entity_type"),
+                "entity_id": entity.get("entity_id"),
+                "system": entity.get("system"),
+            },
+        }
+        if context:
+            payload["context"] = dict(context)
+        options.setdefault("idempotency_key", f"start:{trace_id}")
+        self.append_event(trace_id, et.TRACE_STARTED, payload, source, actor, **options)
+        return trace_id
+
+    def finish_trace(
+        self,
+        trace_id: str,
+        outcome: str,
+        source: SourceLike,
+        actor: ActorLike,
+        summary: str | None = None,
+        **options: Any,
+    ) -> StoredEvent:
+        payload: dict[str, Any] = {"outcome": outcome}
+        if summary:
+            payload["summary"] = summary
+        options.setdefault("idempotency_key", f"finish:{trace_id}")
+        return self.append_event(trace_id, et.TRACE_FINISHED, payload, source, actor, **options)
+
+    def observe_input(
+        self,
+        trace_id: str,
+        input_id: str,
+        input_source: Any,
+        facts: Sequence[Any],
+        source: SourceLike,
+        actor: ActorLike,
+        **options: Any,
+    ) -> StoredEvent:
+        payload = {"input_id": input_id, "source": as_dict(input_source), "facts": as_dict(facts)}
+        return self.append_event(trace_id, et.INPUT_OBSERVED, payload, source, actor, **options)
+
+    def observe_entity(
+        self,
+        trace_id: str,
+        entity: Any,
+        role: str,
+        facts: Sequence[Any],
+        source: SourceLike,
+        actor: ActorLike,
+        **options: Any,
+    ) -> StoredEvent:
+        payload = {"entity": as_dict(entity), "role": role, "facts": as_dict(facts)}
+        return self.append_event(trace_id, et.ENTITY_OBSERVED, payload, source, actor, **options)
+
+    def evaluate_policy(
+        self,
+        trace_id: str,
+        policy: Any,
+        inputs: Sequence[Any],
+        decision: str,
+        source: SourceLike,
+        actor: ActorLike,
+        violations: Sequence[Any] | None = None,
+        explanation: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> StoredEvent:
+        payload: dict[str, Any] = {
+            "policy": as_dict(policy),
+            "inputs": as_dict(list(inputs)),
+            "decision": decision,
+        }
+        if violations:
+            payload["violations"] = as_dict(list(violations))
+        if explanation:
+            payload["explanation"] = dict(explanation)
+        return self.append_event(trace_id, et.POLICY_EVALUATED, payload, source, actor, **options)
+
+    def request_exception(
+        self,
+        trace_id: str,
+        exception_id: str,
+        policy: Any,
+        reason: str,
+        source: SourceLike,
+        actor: ActorLike,
+        evidence: Sequence[Any] | None = None,
+        **options: Any,
+    ) -> StoredEvent:
+        payload: dict[str, Any] = {
+            "exception_id": exception_id,
+            "policy": as_dict(policy),
+            "reason": reason,
+        }
+        if evidence:
+            payload["evidence"] = as_dict(list(evidence))
+        return self.append_event(
+            trace_id, et.EXCEPTION_REQUESTED, payload, source, actor, **options
+        )
+
+    def record_approval(
+        self,
+        trace_id: str,
+        approval_id: str,
+        subject: Any,
+        approver: Any,
+        decision: str,
+        source: SourceLike,
+        actor: ActorLike,
+        reason: str | None = None,
+        evidence: Sequence[Any] | None = None,
+        **options: Any,
+    ) -> StoredEvent:
+        payload: dict[str, Any] = {
+            "approval_id": approval_id,
+            "subject": as_dict(subject),
+            "approver": as_dict(approver),
+            "decision": decision,
+        }
+        if reason is not None:
+            payload["reason"] = reason
+        if evidence:
+            payload["evidence"] = as_dict(list(evidence))
+        return self.append_event(trace_id, et.APPROVAL_RECORDED, payload, source, actor, **options)
+
+    def cite_precedent(
+        self,
+        trace_id: str,
+        cited_trace_id: str,
+        reason: str,
+        source: SourceLike,
+        actor: ActorLike,
+        similarity_score: str | None = None,
+        **options: Any,
+    ) -> StoredEvent:
+        payload: dict[str, Any] = {"cited_trace_id": cited_trace_id, "reason": reason}
+        if similarity_score is not None:
+            payload["similarity_score"] = similarity_score
+        return self.append_event(trace_id, et.PRECEDENT_CITED, payload, source, actor, **options)
+
+    def propose_action(
+        self,
+        trace_id: str,
+        action_id: str,
+        action_type: str,
+        target_entity: Any,
+        target_system: str,
+        changes: Sequence[Any],
+        source: SourceLike,
+        actor: ActorLike,
+        **options: Any,
+    ) -> StoredEvent:
+        payload = {
+            "action_id": action_id,
+            "action_type": action_type,
+            "target_entity": as_dict(target_entity),
+            "target_system": target_system,
+            "changes": as_dict(list(changes)),
+        }
+        return self.append_event(trace_id, et.ACTION_PROPOSED, payload, source, actor, **options)
+
+    def commit_action(
+        self,
+        trace_id: str,
+        action_id: str,
+        status: str,
+        source: SourceLike,
+        actor: ActorLike,
+        external_reference: str | None = None,
+        error: str | None = None,
+        **options: Any,
+    ) -> StoredEvent:
+        payload: dict[str, Any] = {"action_id": action_id, "status": status}
+        if external_reference is not None:
+            payload["external_reference"] = external_reference
+        if error is not None:
+            payload["error"] = error
+        return self.append_event(trace_id, et.ACTION_COMMITTED, payload, source, actor, **options)
+
+    # -- reads ---------------------------------------------------------------
+    def get_trace_events(
+        self, trace_id: str, since_trace_seq: int | None = None, limit: int | None = None
+    ) -> list[StoredEvent]:
+        return event_queries.get_trace_events(
+            self._store, self._tenant, trace_id, since_trace_seq, limit
+        )
+
+    def list_events(
+        self,
+        since_log_seq: int | None = None,
+        until_log_seq: int | None = None,
+        event_type: str | None = None,
+        limit: int | None = None,
+    ) -> list[StoredEvent]:
+        return event_queries.list_events(
+            self._store, self._tenant, since_log_seq, until_log_seq, event_type, limit
+        )
+
+    def get_trace_summary(self, trace_id: str) -> TraceSummary:
+        return get_trace_summary(self._store, self._tenant, trace_id)
+
+    def get_context_subgraph(
+        self,
+        node_type: str,
+        node_id: str,
+        max_depth: int = 1,
+        filter_opts: GraphFilter | None = None,
+    ) -> Subgraph:
+        return get_context_subgraph(
+            self._store, self._tenant, node_type, node_id, max_depth, filter_opts
+        )
+
+    def list_node_edges(
+        self,
+        node: str,
+        direction: str = "both",
+        cursor: GraphEdgeCursor | None = None,
+        limit: int = 100,
+    ) -> EdgePage:
+        return list_node_edges(self._store, self._tenant, node, direction, cursor, limit)
+
+    def find_precedents(
+        self,
+        policy_id: str | None = None,
+        policy_version: str | None = None,
+        entity_type: str | None = None,
+        entity_id: str | None = None,
+        outcome: str | None = None,
+        limit: int = 100,
+    ) -> list[PrecedentHit]:
+        query = PrecedentQuery(policy_id, policy_version, entity_type, entity_id, outcome, limit)
+        return find_precedents(self._store, self._tenant, query)
+
+    def get_projection_health(self, include_digests: bool = False) -> ProjectionHealth:
+        return get_projection_health(self._store, self._tenant, include_digests)
+
+    def is_trace_finished(self, trace_id: str) -> bool:
+        return self._store.is_trace_finished(self._tenant, trace_id)
+
+    # -- maintenance ---------------------------------------------------------
+    def sync_projections(self, batch_size: int | None = None) -> int:
+        """Catch projections up from their cursor; returns events processed."""
+        size = DEFAULT_PROJECTION_BATCH_SIZE if batch_size is None else batch_size
+        if size <= 0:
+            raise InvalidArgumentError("batch_size must be positive")
+        return self._store.project_pending(self._tenant, batch_size=size)
+
+    def replay_projections(self, batch_size: int | None = None) -> None:
+        """Rebuild every projection of the tenant from the log."""
+        size = DEFAULT_PROJECTION_BATCH_SIZE if batch_size is None else batch_size
+        if size <= 0:
+            raise InvalidArgumentError("batch_size must be positive")
+        self._store.reset_projections(self._tenant)
+        self._store.project_pending(self._tenant, batch_size=size)
+
+    def digests(self) -> Digests:
+        """Digests of the projections as they stand."""
+        return self._store.digests(self._tenant)
+
+    def verify(self) -> ChainProblem | None:
+        """Recompute the tenant's hash chain; the first problem, or None."""
+        return self._store.verify_chain(self._tenant)
