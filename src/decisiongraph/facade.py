@@ -122,18 +122,7 @@ class DecisionGraph:
             envelope if isinstance(envelope, EventEnvelope) else envelope_from_dict(dict(envelope))
             for envelope in envelopes
         ]
-        stored = self._store.append(self._tenant, items, project=self._project_on_append)
-        self._catch_up(stored)
-        return stored
-
-    def _catch_up(self, stored: Sequence[StoredEvent]) -> None:
-        if not self._project_on_append or not stored:
-            return
-        target = max(event.log_seq for event in stored)
-        if self._store.projection_cursor(self._tenant) < target:
-            self._store.project_pending(
-                self._tenant, batch_size=DEFAULT_PROJECTION_BATCH_SIZE, until_log_seq=target
-            )
+        return self._store.append(self._tenant, items, project=self._project_on_append)
 
     def append_event(
         self,

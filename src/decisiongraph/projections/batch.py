@@ -57,19 +57,24 @@ def traces_needing_history(events: Sequence[StoredEvent]) -> set[str]:
 
 
 def fold_events(
-    events: Iterable[StoredEvent], expected_seq: Mapping[str, int] | None = None
+    events: Iterable[StoredEvent],
+    expected_seq: Mapping[str, int] | None = None,
+    *,
+    check_hashes: bool = True,
 ) -> BatchWrites:
     """Check and fold ``events`` (ascending log_seq) into one batch of writes.
 
     ``expected_seq`` gives the next trace_seq for traces that began before the
     batch (see :func:`traces_needing_history`); others must start at 0.
+    ``check_hashes`` re-hashes payloads read back from storage; events that
+    were hashed a moment ago in the same transaction may skip it.
     """
     tracker: dict[str, int] = dict(expected_seq or {})
     out = BatchWrites()
     nodes = out.nodes
     edges = out.edges
     for event in events:
-        if payload_hash(event.payload) != event.payload_hash:
+        if check_hashes and payload_hash(event.payload) != event.payload_hash:
             raise ConflictError(
                 f"Payload hash mismatch at log_seq {event.log_seq}",
                 details={"log_seq": event.log_seq, "event_id": event.event_id},

@@ -1,13 +1,13 @@
 """Projection rows: the records every projection fold emits and stores keep.
 
 Field names are the column names, and the digest dictionaries are built from
-them, so a row is the single definition of what a projection holds.
+them, so a row is the single definition of what a projection holds. They are
+named tuples: cheap to build by the million and to fill from a DB row.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 CONTEXT_GRAPH: Final = "context_graph"
 TRACE_SUMMARY: Final = "trace_summary"
@@ -16,8 +16,7 @@ POLICY_EVAL_INDEX: Final = "policy_eval_index"
 PROJECTION_NAMES: Final = (CONTEXT_GRAPH, TRACE_SUMMARY, PRECEDENT_INDEX, POLICY_EVAL_INDEX)
 
 
-@dataclass(frozen=True, slots=True)
-class NodeRow:
+class NodeRow(NamedTuple):
     node_id: str
     node_type: str
     trace_id: str
@@ -35,8 +34,7 @@ class NodeRow:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class EdgeRow:
+class EdgeRow(NamedTuple):
     edge_id: str
     edge_type: str
     from_node_id: str
@@ -58,8 +56,7 @@ class EdgeRow:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class TraceSummaryRow:
+class TraceSummaryRow(NamedTuple):
     trace_id: str
     workflow: str
     title: str
@@ -86,8 +83,7 @@ class TraceSummaryRow:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class TraceFinish:
+class TraceFinish(NamedTuple):
     """The summary update a TraceFinished applies to an existing row."""
 
     trace_id: str
@@ -96,8 +92,7 @@ class TraceFinish:
     log_seq: int
 
 
-@dataclass(frozen=True, slots=True)
-class PolicyEvalRow:
+class PolicyEvalRow(NamedTuple):
     index_id: str
     trace_id: str
     policy_id: str
@@ -106,8 +101,7 @@ class PolicyEvalRow:
     created_at: str
 
 
-@dataclass(frozen=True, slots=True)
-class PrecedentRow:
+class PrecedentRow(NamedTuple):
     source_event_id: str
     log_seq: int
     trace_id: str

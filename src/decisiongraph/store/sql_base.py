@@ -9,7 +9,7 @@ its tenant write lock, a few lookups that differ in dialect, and streaming.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -180,6 +180,7 @@ class SqlEventStore:
         if not items:
             return []
         recorded_at = self._now()
+        projected = False
         try:
             with self._write() as cur:
                 head = self._lock_log_head(cur, tenant_id)
@@ -195,7 +196,9 @@ class SqlEventStore:
                         (plan.last_log_seq, plan.last_chain_hash, tenant_id),
                     )
                     if project:
-                        self._project_inline(cur, tenant_id, head[0], plan.results)
+                        projected = self._project_inline(
+                            cur, tenant_id, head[0], plan.results, heads
+                        )
         except DecisionGraphError:
             raise
         except Exception as exc:
@@ -205,6 +208,9 @@ class SqlEventStore:
             if translated.code == "DG_ERR_STORAGE":
                 translated = self._explain_storage_failure(tenant_id, items, translated)
             raise translated from exc
+        if project and not projected:
+            target = max(event.log_seq for event in plan.results)
+            self.project_pending(tenant_id, until_log_seq=target)
         return plan.results
 
     def _explain_storage_failure(
@@ -350,9 +356,9 @@ class SqlEventStore:
     def get_last_log_seq(self, tenant_id: str) -> int:
         with self._read() as cur:
             row = self._x(
-                cur, "SELECT MAX(log_seq) FROM dg_event_log WHERE tenant_id = ?", (tenant_id,)
+                cur, "SELECT last_log_seq FROM dg_log_head WHERE tenant_id = ?", (tenant_id,)
             ).fetchone()
-        return int(row[0] or 0)
+        return 0 if row is None else int(row[0])
 
     def get_next_trace_seq(self, tenant_id: str, trace_id: str) -> int:
         with self._read() as cur:
@@ -410,24 +416,30 @@ class SqlEventStore:
         return int(row[0])
 
     def _project_inline(
-        self, cur: Cursor, tenant_id: str, head_before: int, events: Sequence[StoredEvent]
-    ) -> None:
+        self,
+        cur: Cursor,
+        tenant_id: str,
+        head_before: int,
+        events: Sequence[StoredEvent],
+        trace_heads: Mapping[str, TraceHead],
+    ) -> bool:
         """Project just-appended events in the append's transaction.
 
         Only when projections were current before the append; a failure rolls
-        back to a savepoint so the append itself still commits (spec 16.6).
+        back to a savepoint so the append itself still commits (spec 16.6) and
+        the caller's catch-up reports it. Returns whether it projected.
         """
         fresh = [event for event in events if not event.repeated and event.log_seq > head_before]
-        if not fresh:
-            return
         self._lock_projections(cur, tenant_id)
         if self._cursor_value(cur, tenant_id) != head_before:
-            return
+            return False
         try:
             with self._savepoint(cur):
-                self._apply(cur, tenant_id, fresh, head_before)
-        except Exception:  # noqa: BLE001 - left stale; a later catch-up reports the failure
-            return
+                expected = {trace: head[0] + 1 for trace, head in trace_heads.items()}
+                self._apply(cur, tenant_id, fresh, head_before, expected)
+        except Exception:  # noqa: BLE001 - reported by the catch-up that follows
+            return False
+        return True
 
     def project_pending(
         self, tenant_id: str, *, batch_size: int = 1000, until_log_seq: int | None = None
@@ -452,15 +464,33 @@ class SqlEventStore:
                 applied += len(events)
 
     def _apply(
-        self, cur: Cursor, tenant_id: str, events: Sequence[StoredEvent], cursor: int
+        self,
+        cur: Cursor,
+        tenant_id: str,
+        events: Sequence[StoredEvent],
+        cursor: int,
+        expected: Mapping[str, int] | None = None,
     ) -> None:
-        """Fold ``events`` and write rows and cursors in the caller's transaction."""
-        history = traces_needing_history(events)
-        expected = self._expected_trace_seqs(cur, tenant_id, sorted(history), cursor)
-        writes = fold_events(events, expected)
+        """Fold ``events`` and write rows and cursors in the caller's transaction.
+
+        ``expected`` (next trace_seq per trace) is given by the inline path,
+        which has just checked it under the append lock; events read back from
+        the log are looked up and have their payload hashes re-checked.
+        """
+        from_log = expected is None
+        if expected is None:
+            expected = self._expected_trace_seqs(cur, tenant_id, events, cursor)
+        writes = fold_events(events, expected, check_hashes=from_log)
         self._write_rows(cur, tenant_id, writes)
         self._write_precedents(cur, tenant_id, writes.finished_traces)
         now = self._now()
+        updated = self._x(
+            cur,
+            "UPDATE dg_projection_cursor SET last_log_seq = ?, updated_at = ? WHERE tenant_id = ?",
+            (writes.last_log_seq, now, tenant_id),
+        ).rowcount
+        if updated == len(PROJECTION_NAMES):
+            return
         self._many(
             cur,
             "INSERT INTO dg_projection_cursor (tenant_id, projection_name, last_log_seq, updated_at) "
@@ -470,18 +500,27 @@ class SqlEventStore:
         )
 
     def _expected_trace_seqs(
-        self, cur: Cursor, tenant_id: str, trace_ids: Sequence[str], cursor: int
+        self, cur: Cursor, tenant_id: str, events: Sequence[StoredEvent], cursor: int
     ) -> dict[str, int]:
+        """Next trace_seq of traces continued from before the batch.
+
+        The event just before a trace's first batch event must already be
+        projected (log_seq <= cursor); one unique-index probe per trace.
+        """
         expected: dict[str, int] = {}
-        for chunk in _chunks(trace_ids):
-            marks = ", ".join("?" for _ in chunk)
-            rows = self._x(
+        firsts = {}
+        for event in events:
+            firsts.setdefault(event.trace_id, event)
+        for trace_id in traces_needing_history(events):
+            seq = firsts[trace_id].trace_seq
+            row = self._x(
                 cur,
-                "SELECT trace_id, MAX(trace_seq) FROM dg_event_log WHERE tenant_id = ? "
-                f"AND log_seq <= ? AND trace_id IN ({marks}) GROUP BY trace_id",
-                [tenant_id, cursor, *chunk],
-            ).fetchall()
-            expected.update({row[0]: int(row[1]) + 1 for row in rows})
+                "SELECT log_seq FROM dg_event_log WHERE tenant_id = ? AND trace_id = ? "
+                "AND trace_seq = ?",
+                (tenant_id, trace_id, seq - 1),
+            ).fetchone()
+            if row is not None and int(row[0]) <= cursor:
+                expected[trace_id] = seq
         return expected
 
     def _write_rows(self, cur: Cursor, tenant_id: str, writes: BatchWrites) -> None:

@@ -27,6 +27,9 @@ CREATE UNIQUE INDEX idx_event_log_event_id ON dg_event_log (tenant_id, event_id)
 CREATE UNIQUE INDEX idx_event_log_trace_seq ON dg_event_log (tenant_id, trace_id, trace_seq);
 CREATE UNIQUE INDEX idx_event_log_idempotency ON dg_event_log (tenant_id, producer_id, idempotency_key);
 CREATE INDEX idx_event_log_event_type ON dg_event_log (tenant_id, event_type, log_seq);
+-- Serves the finished-trace lock (trigger and pre-check) in O(1).
+CREATE INDEX idx_event_log_finished ON dg_event_log (tenant_id, trace_id)
+    WHERE event_type = 'TraceFinished';
 CREATE INDEX idx_event_log_correlation ON dg_event_log (tenant_id, correlation_id)
     WHERE correlation_id IS NOT NULL;
 

@@ -27,6 +27,9 @@ CREATE UNIQUE INDEX idx_event_log_event_id ON dg_event_log (tenant_id, event_id)
 CREATE UNIQUE INDEX idx_event_log_trace_seq ON dg_event_log (tenant_id, trace_id, trace_seq);
 CREATE UNIQUE INDEX idx_event_log_idempotency ON dg_event_log (tenant_id, producer_id, idempotency_key);
 CREATE INDEX idx_event_log_event_type ON dg_event_log (tenant_id, event_type, log_seq);
+-- Serves the finished-trace lock (trigger and pre-check) in O(1).
+CREATE INDEX idx_event_log_finished ON dg_event_log (tenant_id, trace_id)
+    WHERE event_type = 'TraceFinished';
 CREATE INDEX idx_event_log_correlation ON dg_event_log (tenant_id, correlation_id)
     WHERE correlation_id IS NOT NULL;
 
@@ -39,7 +42,7 @@ CREATE TABLE dg_log_head (
 
 CREATE TRIGGER dg_block_events_after_finish BEFORE INSERT ON dg_event_log
 WHEN NEW.event_type <> 'TraceFinished' AND EXISTS (
-    SELECT 1 FROM dg_event_log
+    SELECT 1 FROM dg_event_log INDEXED BY idx_event_log_finished
     WHERE tenant_id = NEW.tenant_id AND trace_id = NEW.trace_id AND event_type = 'TraceFinished')
 BEGIN
     SELECT RAISE(ABORT, 'trace_finished');
