@@ -142,9 +142,9 @@ def envelope_from_dict(data: Any) -> EventEnvelope:
     actor = data.get("actor")
     if not isinstance(actor, dict):
         raise _bad("actor must be an object", "actor")
-    payload = data.get("payload")
     if "payload" not in data:
         raise _bad("payload is required", "payload")
+    payload: Any = data["payload"]
     tags = data.get("tags", [])
     if tags is None:
         tags = []

@@ -112,7 +112,9 @@ _BY_CODE: Final[dict[str, type[DecisionGraphError]]] = {
 }
 
 
-def error_for_code(code: str, message: str, details: Mapping[str, Any] | None = None) -> DecisionGraphError:
+def error_for_code(
+    code: str, message: str, details: Mapping[str, Any] | None = None
+) -> DecisionGraphError:
     """Rebuild a typed error from a code (used by clients decoding envelopes)."""
     cls = _BY_CODE.get(code, DecisionGraphError)
     return cls(message, code=code, details=details)

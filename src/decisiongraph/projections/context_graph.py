@@ -69,9 +69,8 @@ def graph_writes(event: StoredEvent) -> tuple[list[NodeRow], list[EdgeRow]]:
         links.append(("trace_requested_exception", trace_node, node))
     elif kind == et.APPROVAL_RECORDED:
         approver = payload.get("approver")
-        node = (
-            f"actor:{_get(approver, 'actor_type', 'person')}:{_get(approver, 'actor_id', 'unknown')}"
-        )
+        approver_type = _get(approver, "actor_type", "person")
+        node = f"actor:{approver_type}:{_get(approver, 'actor_id', 'unknown')}"
         own.append((node, "actor"))
         subject = payload.get("subject")
         subject_id = _get(subject, "subject_id", "")

@@ -57,7 +57,9 @@ def precedent_rows(trace_events: Iterable[StoredEvent]) -> list[PrecedentRow]:
             if kind == et.EXCEPTION_REQUESTED:
                 exception_id = event.payload.get("exception_id")
                 if not exception_id:
-                    raise SchemaViolationError(f"ExceptionRequested {event.event_id} lacks exception_id")
+                    raise SchemaViolationError(
+                        f"ExceptionRequested {event.event_id} lacks exception_id"
+                    )
             rows.append(
                 PrecedentRow(
                     source_event_id=event.event_id,

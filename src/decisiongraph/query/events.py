@@ -26,7 +26,9 @@ def get_trace_events(
         raise InvalidArgumentError("since_trace_seq must be >= 0")
     events = store.get_trace_events(tenant_id, trace_id, since_trace_seq, limit)
     if not events:
-        raise NotFoundError(f"Trace '{trace_id}' has no matching events", details={"trace_id": trace_id})
+        raise NotFoundError(
+            f"Trace '{trace_id}' has no matching events", details={"trace_id": trace_id}
+        )
     return events
 
 

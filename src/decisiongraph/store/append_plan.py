@@ -112,9 +112,7 @@ def check_sequence(item: ValidatedEvent, head: TraceHead | None) -> None:
     if env.event_type == TRACE_STARTED and env.trace_seq != 0:
         raise EventSequenceInvalidError("TraceStarted must have trace_seq 0")
     if env.event_type != TRACE_STARTED and env.trace_seq == 0:
-        raise EventSequenceInvalidError(
-            f"First event must be TraceStarted, got {env.event_type}"
-        )
+        raise EventSequenceInvalidError(f"First event must be TraceStarted, got {env.event_type}")
 
 
 def plan_append(

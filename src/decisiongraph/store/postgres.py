@@ -153,11 +153,14 @@ class PostgresEventStore(SqlEventStore):
     def _stream(self, sql: str, params: Sequence[Any]) -> Iterator[Sequence[Any]]:
         # A private connection and a server-side cursor: bounded memory, and
         # the shared connection stays free for other work meanwhile.
-        with psycopg.connect(self._url) as conn, conn.transaction():
-            with conn.cursor(name=f"dg_stream_{uuid.uuid4().hex}") as cur:
-                cur.itersize = 5000
-                cur.execute(sql, params)
-                yield from cur
+        with (
+            psycopg.connect(self._url) as conn,
+            conn.transaction(),
+            conn.cursor(name=f"dg_stream_{uuid.uuid4().hex}") as cur,
+        ):
+            cur.itersize = 5000
+            cur.execute(sql, params)
+            yield from cur
 
     def _translate_error(self, exc: Exception) -> DecisionGraphError | None:
         return translate_pg_error(exc)

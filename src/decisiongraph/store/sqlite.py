@@ -25,7 +25,8 @@ from decisiongraph.core.errors import (
 from decisiongraph.core.hashing import GENESIS_CHAIN_HASH
 from decisiongraph.store.append_plan import EVENT_COLUMNS, Row, TraceHead
 from decisiongraph.store.migrations import migration_files
-from decisiongraph.store.sql_base import SqlEventStore, _chunks
+from decisiongraph.store.sql_backend import chunks
+from decisiongraph.store.sql_base import SqlEventStore
 
 _INSERT = (
     f"INSERT INTO dg_event_log ({', '.join(EVENT_COLUMNS)}) "
@@ -156,7 +157,7 @@ class SQLiteEventStore(SqlEventStore):
             if row is not None:
                 heads[trace_ids[0]] = (int(row[0]), str(row[1]))
             return heads
-        for chunk in _chunks(list(trace_ids)):
+        for chunk in chunks(list(trace_ids)):
             marks = ", ".join("?" for _ in chunk)
             # SQLite returns the bare columns of the row holding the MAX().
             rows = cur.execute(

@@ -1,0 +1,184 @@
+"""The seams every SQL backend fills in, shared by the SQL store mixins.
+
+Both databases speak the same SQL for everything the store does (upserts,
+window functions, row values), so statements are written once with ``?``
+placeholders; a backend supplies connections, transactions, its tenant write
+lock, a few dialect-specific lookups, and streaming.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+
+from decisiongraph.core.clock import Clock, format_timestamp, system_clock
+from decisiongraph.core.envelope import StoredEvent
+from decisiongraph.core.errors import (
+    DecisionGraphError,
+    StorageError,
+)
+from decisiongraph.core.refs import ActorRef, SourceRef
+from decisiongraph.store.append_plan import (
+    EVENT_COLUMNS,
+    Row,
+    TraceHead,
+)
+
+Cursor = Any  # a DB-API cursor of the backend's driver
+
+EVENT_SELECT = "SELECT " + ", ".join(EVENT_COLUMNS) + " FROM dg_event_log"
+NODE_COLS = "node_id, node_type, trace_id, log_seq, created_at"
+EDGE_COLS = "edge_id, edge_type, from_node_id, to_node_id, trace_id, log_seq, created_at"
+SUMMARY_COLS = (
+    "trace_id, workflow, title, primary_entity_type, primary_entity_id, outcome, "
+    "started_at, finished_at, event_count, last_log_seq"
+)
+PRECEDENT_COLS = (
+    "source_event_id, log_seq, trace_id, policy_id, policy_version, exception_id, "
+    "primary_entity_type, primary_entity_system, primary_entity_id"
+)
+# Row-value IN lists stay well below every driver's parameter limit.
+LOOKUP_CHUNK = 400
+
+
+def event_from_row(row: Sequence[Any]) -> StoredEvent:
+    """Decode a row selected with ``EVENT_SELECT``."""
+    try:
+        payload = json.loads(row[17])
+        tags = json.loads(row[19])
+    except (ValueError, TypeError) as exc:
+        raise StorageError(f"Corrupt stored JSON at log_seq {row[1]}: {exc}") from exc
+    return StoredEvent(
+        tenant_id=row[0],
+        log_seq=row[1],
+        event_id=row[2],
+        trace_id=row[3],
+        trace_seq=row[4],
+        event_type=row[5],
+        occurred_at=row[6],
+        recorded_at=row[7],
+        source=SourceRef(row[8], row[9], row[10]),
+        actor=ActorRef(row[11], row[12]),
+        correlation_id=row[13],
+        causation_event_id=row[14],
+        idempotency_key=row[15],
+        schema_version=row[16],
+        payload=payload,
+        payload_hash=row[18],
+        tags=tuple(tags),
+        chain_hash=row[20],
+    )
+
+
+def chunks(items: Sequence[Any], size: int = LOOKUP_CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class SqlBackend:
+    """The seams a backend fills in, and the statement helpers built on them."""
+
+    placeholder = "?"
+
+    def __init__(self, url: str, clock: Clock = system_clock) -> None:
+        self._url = url
+        self._clock = clock
+
+    # -- hooks for backends ------------------------------------------------
+    def _write(self) -> AbstractContextManager[Cursor]:
+        """A write transaction (committed on success, rolled back on error)."""
+        raise NotImplementedError
+
+    def _read(self) -> AbstractContextManager[Cursor]:
+        """A cursor for reads, consistent for the duration of the block."""
+        raise NotImplementedError
+
+    def _savepoint(self, cur: Cursor) -> AbstractContextManager[None]:
+        raise NotImplementedError
+
+    def _lock_log_head(self, cur: Cursor, tenant_id: str) -> tuple[int, str]:
+        """Take the tenant's append lock; return (last_log_seq, chain_hash)."""
+        raise NotImplementedError
+
+    def _lock_projections(self, cur: Cursor, tenant_id: str) -> None:
+        """Serialize projectors of one tenant (no-op where writes are serial)."""
+
+    def _trace_heads(
+        self, cur: Cursor, tenant_id: str, trace_ids: Sequence[str]
+    ) -> dict[str, TraceHead]:
+        raise NotImplementedError
+
+    def _insert_events(self, cur: Cursor, rows: Sequence[Row]) -> None:
+        raise NotImplementedError
+
+    def _stream(self, sql: str, params: Sequence[Any]) -> Iterator[Sequence[Any]]:
+        """Yield rows of a long query without loading them all."""
+        raise NotImplementedError
+
+    def _translate_error(self, exc: Exception) -> DecisionGraphError | None:
+        """Map a driver error to a domain error, or None if not a DB error."""
+        raise NotImplementedError
+
+    def _sql(self, sql: str) -> str:
+        return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
+
+    def _x(self, cur: Cursor, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        cur.execute(self._sql(sql), params)
+        return cur
+
+    def _many(self, cur: Cursor, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            cur.executemany(self._sql(sql), rows)
+
+    # -- public ------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return self._url
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def _now(self) -> str:
+        return format_timestamp(self._clock())
+
+    def _event_filter(
+        self,
+        tenant_id: str,
+        since_log_seq: int | None,
+        until_log_seq: int | None,
+        event_type: str | None,
+        trace_id: str | None,
+    ) -> tuple[str, list[Any]]:
+        clauses = ["tenant_id = ?"]
+        params: list[Any] = [tenant_id]
+        if since_log_seq is not None:
+            clauses.append("log_seq > ?")
+            params.append(since_log_seq)
+        if until_log_seq is not None:
+            clauses.append("log_seq <= ?")
+            params.append(until_log_seq)
+        if event_type is not None:
+            clauses.append("event_type = ?")
+            params.append(event_type)
+        if trace_id is not None:
+            clauses.append("trace_id = ?")
+            params.append(trace_id)
+        return " WHERE " + " AND ".join(clauses), params
+
+    # -- provided by the projector, used by the append path -----------------
+    def _project_inline(
+        self,
+        cur: Cursor,
+        tenant_id: str,
+        head_before: int,
+        events: Sequence[StoredEvent],
+        trace_heads: Mapping[str, TraceHead],
+    ) -> bool:
+        raise NotImplementedError
+
+    def project_pending(
+        self, tenant_id: str, *, batch_size: int = 1000, until_log_seq: int | None = None
+    ) -> int:
+        raise NotImplementedError

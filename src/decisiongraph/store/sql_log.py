@@ -1,0 +1,245 @@
+"""The event log over SQL: validated appends under the tenant lock, log reads,
+and verification of the hash chain."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from decisiongraph.core.envelope import EventEnvelope, StoredEvent
+from decisiongraph.core.errors import (
+    DecisionGraphError,
+    InvalidArgumentError,
+    StorageError,
+)
+from decisiongraph.core.event_types import TRACE_FINISHED
+from decisiongraph.core.validation import ValidatedEvent, validate_envelope
+from decisiongraph.store.append_plan import (
+    IdemKey,
+    idem_key,
+    plan_append,
+)
+from decisiongraph.store.chain import CHAIN_FIELDS, ChainProblem, verify_rows
+from decisiongraph.store.protocol import LogStats
+from decisiongraph.store.sql_backend import (
+    EVENT_SELECT,
+    Cursor,
+    SqlBackend,
+    chunks,
+    event_from_row,
+)
+
+
+class SqlLog(SqlBackend):
+    """Appends and reads of the append-only log."""
+
+    # -- append ------------------------------------------------------------
+    def append(
+        self, tenant_id: str, envelopes: Sequence[EventEnvelope], *, project: bool = False
+    ) -> list[StoredEvent]:
+        items: list[ValidatedEvent] = []
+        for index, envelope in enumerate(envelopes):
+            try:
+                items.append(validate_envelope(envelope))
+            except DecisionGraphError as exc:
+                if len(envelopes) > 1:
+                    exc.message = f"event {index}: {exc.message}"
+                raise exc.with_details(index=index) from None
+        if not items:
+            return []
+        recorded_at = self._now()
+        projected = False
+        try:
+            with self._write() as cur:
+                head = self._lock_log_head(cur, tenant_id)
+                existing = self._find_existing(cur, tenant_id, [idem_key(item) for item in items])
+                trace_ids = list(dict.fromkeys(item.envelope.trace_id for item in items))
+                heads = self._trace_heads(cur, tenant_id, trace_ids)
+                plan = plan_append(tenant_id, items, existing, heads, head, recorded_at)
+                if plan.rows:
+                    self._insert_events(cur, plan.rows)
+                    self._x(
+                        cur,
+                        "UPDATE dg_log_head SET last_log_seq = ?, chain_hash = ? "
+                        "WHERE tenant_id = ?",
+                        (plan.last_log_seq, plan.last_chain_hash, tenant_id),
+                    )
+                    if project:
+                        projected = self._project_inline(
+                            cur, tenant_id, head[0], plan.results, heads
+                        )
+        except DecisionGraphError:
+            raise
+        except Exception as exc:
+            translated = self._translate_error(exc)
+            if translated is None:
+                raise
+            if translated.code == "DG_ERR_STORAGE":
+                translated = self._explain_storage_failure(tenant_id, items, translated)
+            raise translated from exc
+        if project and not projected:
+            target = max(event.log_seq for event in plan.results)
+            self.project_pending(tenant_id, until_log_seq=target)
+        return plan.results
+
+    def _explain_storage_failure(
+        self, tenant_id: str, items: Sequence[ValidatedEvent], error: DecisionGraphError
+    ) -> DecisionGraphError:
+        """Name the event whose id already exists, the usual storage failure."""
+        seen: set[str] = set()
+        with self._read() as cur:
+            for index, item in enumerate(items):
+                event_id = item.envelope.event_id
+                row = self._x(
+                    cur,
+                    "SELECT 1 FROM dg_event_log WHERE tenant_id = ? AND event_id = ?",
+                    (tenant_id, event_id),
+                ).fetchone()
+                if row is not None or event_id in seen:
+                    return StorageError(
+                        f"event {index}: event_id '{event_id}' already exists",
+                        details={"index": index, "event_id": event_id},
+                    )
+                seen.add(event_id)
+        return error
+
+    def _find_existing(
+        self, cur: Cursor, tenant_id: str, keys: Sequence[IdemKey]
+    ) -> dict[IdemKey, StoredEvent]:
+        found: dict[IdemKey, StoredEvent] = {}
+        unique = list(dict.fromkeys(keys))
+        if len(unique) == 1:
+            producer, key = unique[0]
+            rows = self._x(
+                cur,
+                EVENT_SELECT + " WHERE tenant_id = ? AND producer_id = ? AND idempotency_key = ?",
+                (tenant_id, producer, key),
+            ).fetchall()
+        else:
+            rows = []
+            for chunk in chunks(unique):
+                marks = ", ".join("(?, ?)" for _ in chunk)
+                params: list[Any] = [tenant_id]
+                for producer, key in chunk:
+                    params.extend((producer, key))
+                rows.extend(
+                    self._x(
+                        cur,
+                        EVENT_SELECT
+                        + f" WHERE tenant_id = ? AND (producer_id, idempotency_key) IN ({marks})",
+                        params,
+                    ).fetchall()
+                )
+        for row in rows:
+            event = event_from_row(row)
+            found[(event.source.producer_id, event.idempotency_key)] = event
+        return found
+
+    # -- log reads -----------------------------------------------------------
+    def list_events(
+        self,
+        tenant_id: str,
+        since_log_seq: int | None = None,
+        until_log_seq: int | None = None,
+        event_type: str | None = None,
+        trace_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[StoredEvent]:
+        where, params = self._event_filter(
+            tenant_id, since_log_seq, until_log_seq, event_type, trace_id
+        )
+        sql = EVENT_SELECT + where + " ORDER BY log_seq"
+        if limit is not None and limit >= 0:
+            sql += " LIMIT ?"
+            params.append(limit)
+        with self._read() as cur:
+            return [event_from_row(row) for row in self._x(cur, sql, params).fetchall()]
+
+    def iter_event_batches(
+        self,
+        tenant_id: str,
+        since_log_seq: int | None = None,
+        until_log_seq: int | None = None,
+        event_type: str | None = None,
+        trace_id: str | None = None,
+        batch_size: int = 1000,
+    ) -> Iterator[list[StoredEvent]]:
+        if batch_size <= 0:
+            raise InvalidArgumentError("batch_size must be positive")
+        after = since_log_seq
+        while True:
+            page = self.list_events(
+                tenant_id, after, until_log_seq, event_type, trace_id, limit=batch_size
+            )
+            if not page:
+                return
+            yield page
+            after = page[-1].log_seq
+            if until_log_seq is not None and after >= until_log_seq:
+                return
+
+    def get_trace_events(
+        self,
+        tenant_id: str,
+        trace_id: str,
+        since_trace_seq: int | None = None,
+        limit: int | None = None,
+    ) -> list[StoredEvent]:
+        sql = EVENT_SELECT + " WHERE tenant_id = ? AND trace_id = ?"
+        params: list[Any] = [tenant_id, trace_id]
+        if since_trace_seq is not None:
+            sql += " AND trace_seq > ?"
+            params.append(since_trace_seq)
+        sql += " ORDER BY trace_seq"
+        if limit is not None and limit >= 0:
+            sql += " LIMIT ?"
+            params.append(limit)
+        with self._read() as cur:
+            return [event_from_row(row) for row in self._x(cur, sql, params).fetchall()]
+
+    def get_last_log_seq(self, tenant_id: str) -> int:
+        with self._read() as cur:
+            row = self._x(
+                cur, "SELECT last_log_seq FROM dg_log_head WHERE tenant_id = ?", (tenant_id,)
+            ).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def get_next_trace_seq(self, tenant_id: str, trace_id: str) -> int:
+        with self._read() as cur:
+            head = self._trace_heads(cur, tenant_id, [trace_id]).get(trace_id)
+        return 0 if head is None else head[0] + 1
+
+    def is_trace_finished(self, tenant_id: str, trace_id: str) -> bool:
+        with self._read() as cur:
+            head = self._trace_heads(cur, tenant_id, [trace_id]).get(trace_id)
+        return head is not None and head[1] == TRACE_FINISHED
+
+    def log_stats(self, tenant_id: str) -> LogStats:
+        with self._read() as cur:
+            row = self._x(
+                cur,
+                "SELECT COUNT(*), COUNT(DISTINCT trace_id), COALESCE(MAX(log_seq), 0) "
+                "FROM dg_event_log WHERE tenant_id = ?",
+                (tenant_id,),
+            ).fetchone()
+        return LogStats(int(row[0]), int(row[1]), int(row[2]))
+
+    def tenants(self) -> list[str]:
+        with self._read() as cur:
+            rows = self._x(cur, "SELECT tenant_id FROM dg_log_head ORDER BY tenant_id").fetchall()
+        return [row[0] for row in rows]
+
+    def verify_chain(self, tenant_id: str) -> ChainProblem | None:
+        with self._read() as cur:
+            head_row = self._x(
+                cur,
+                "SELECT last_log_seq, chain_hash FROM dg_log_head WHERE tenant_id = ?",
+                (tenant_id,),
+            ).fetchone()
+        head = None if head_row is None else (int(head_row[0]), str(head_row[1]))
+        columns = list(dict.fromkeys([*CHAIN_FIELDS, "payload_json", "chain_hash"]))
+        sql = self._sql(
+            f"SELECT {', '.join(columns)} FROM dg_event_log WHERE tenant_id = ? ORDER BY log_seq"
+        )
+        rows = (dict(zip(columns, row, strict=True)) for row in self._stream(sql, (tenant_id,)))
+        return verify_rows(tenant_id, rows, head)
