@@ -35,6 +35,68 @@ class ValidatedEvent:
     tags_json: str
 
 
+_INT64_MAX = 2**63 - 1
+
+
+def check_tenant_id(tenant_id: str) -> None:
+    """Tenants are names: non-empty, printable, at most 200 UTF-8 bytes."""
+    if not isinstance(tenant_id, str) or not tenant_id.strip():
+        raise InvalidArgumentError("tenant_id must be a non-empty string")
+    if "\x00" in tenant_id or len(tenant_id.encode("utf-8", "replace")) > 200:
+        raise InvalidArgumentError("tenant_id must be at most 200 bytes without NUL")
+
+
+def check_envelope_fields(envelope: EventEnvelope) -> None:
+    """Envelope strings must be storable alike on every backend.
+
+    PostgreSQL cannot store NUL in text and no backend can store a lone
+    surrogate, so both are refused up front, on every backend, instead of
+    surfacing as a storage error on one of them (an addition to the spec).
+    """
+    for name, number in (
+        ("trace_seq", envelope.trace_seq),
+        ("schema_version", envelope.schema_version),
+    ):
+        if (
+            isinstance(number, bool)
+            or not isinstance(number, int)
+            or not -_INT64_MAX <= number <= _INT64_MAX
+        ):
+            raise InvalidArgumentError(f"{name} must be a 64-bit integer", details={"field": name})
+    source, actor = envelope.source, envelope.actor
+    fields = {
+        "event_id": envelope.event_id,
+        "trace_id": envelope.trace_id,
+        "event_type": envelope.event_type,
+        "occurred_at": envelope.occurred_at,
+        "source.producer_id": source.producer_id,
+        "source.system": source.system,
+        "source.subsystem": source.subsystem,
+        "actor.actor_type": actor.actor_type,
+        "actor.actor_id": actor.actor_id,
+        "correlation_id": envelope.correlation_id,
+        "causation_event_id": envelope.causation_event_id,
+    }
+    for index, tag in enumerate(envelope.tags):
+        fields[f"tags[{index}]"] = tag
+    for name, value in fields.items():
+        if value is None and name in _NULLABLE:
+            continue
+        if not isinstance(value, str):
+            raise InvalidArgumentError(f"{name} must be a string", details={"field": name})
+        if "\x00" in value:
+            raise InvalidArgumentError(f"{name} must not contain NUL", details={"field": name})
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidArgumentError(
+                f"{name} is not valid Unicode", details={"field": name}
+            ) from exc
+
+
+_NULLABLE = frozenset({"source.subsystem", "correlation_id", "causation_event_id"})
+
+
 def check_idempotency_key(key: str) -> None:
     """Step 1: non-empty, no NUL, at most 200 UTF-8 bytes."""
     if not isinstance(key, str) or key == "":
@@ -85,8 +147,13 @@ def _json_safe_text(payload: Any) -> str:
 
 
 def validate_envelope(envelope: EventEnvelope) -> ValidatedEvent:
-    """Run steps 1-5 of spec section 5; first failure wins."""
+    """Run steps 1-5 of spec section 5; first failure wins.
+
+    The idempotency key goes first as the spec orders; the storability check
+    of the other envelope strings follows it.
+    """
     check_idempotency_key(envelope.idempotency_key)
+    check_envelope_fields(envelope)
     payload = envelope.payload
     text = _json_safe_text(payload)  # first: it also rejects circular structures
     first_float = _scan(payload, "$.payload")

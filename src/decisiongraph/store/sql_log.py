@@ -13,7 +13,7 @@ from decisiongraph.core.errors import (
     StorageError,
 )
 from decisiongraph.core.event_types import TRACE_FINISHED
-from decisiongraph.core.validation import ValidatedEvent, validate_envelope
+from decisiongraph.core.validation import ValidatedEvent, check_tenant_id, validate_envelope
 from decisiongraph.store.append_plan import (
     IdemKey,
     idem_key,
@@ -37,6 +37,7 @@ class SqlLog(SqlBackend):
     def append(
         self, tenant_id: str, envelopes: Sequence[EventEnvelope], *, project: bool = False
     ) -> list[StoredEvent]:
+        check_tenant_id(tenant_id)
         items: list[ValidatedEvent] = []
         for index, envelope in enumerate(envelopes):
             try:
