@@ -36,7 +36,7 @@ from math import isqrt
 from random import Random
 from typing import Any, Final
 
-__all__ = ["PRECEDENT_HISTORY", "SEED_SYSTEM", "WORKFLOWS", "generate_events"]
+__all__ = ["PRECEDENT_HISTORY", "SEED_SYSTEM", "WORKFLOWS", "Workflow", "generate_events"]
 
 JSON = dict[str, Any]
 
@@ -199,6 +199,14 @@ class _Action:
 
 @dataclass(slots=True)
 class _Case:
+    """Everything a workflow decided about one trace, before any event exists.
+
+    Workflows only describe *what* happened (entities, inputs, policy results, the
+    action); the shared driver decides the event order, exception/approval/retry paths
+    and timing. That keeps the four workflows short and their traces structurally alike,
+    as real producers using one facade would be.
+    """
+
     title: str
     subject: str
     primary: JSON
@@ -1111,7 +1119,8 @@ def generate_events(
     the entity pools (``isqrt(traces) + 20`` per workflow), so that entities recur across
     traces and the context graph and precedent search see shared nodes at any scale.
     ``occurred_at`` starts after ``base_time`` (format ``YYYY-MM-DDTHH:MM:SSZ``) and
-    increases strictly over the whole stream.
+    increases strictly over the whole stream (a trace spans minutes, approvals wait up
+    to 15 minutes, so 1,000,000 traces cover roughly a decade).
 
     Arguments are validated eagerly (before the first ``next``) so that a bad call fails
     where it is made rather than when the stream is first consumed.

@@ -71,15 +71,12 @@ def _walk(value: Any, path: str) -> tuple[str, str] | None:
     return None
 
 
-def check_no_secrets(scope: dict[str, Any], quick_text: str | None = None) -> None:
+def check_no_secrets(scope: dict[str, Any]) -> None:
     """Raise when any string value in ``scope`` holds a forbidden pattern.
 
-    ``quick_text`` may be a JSON rendering of the scope; when no pattern occurs
-    anywhere in it (keys included), the precise walk is skipped. Patterns hold
-    no characters that JSON escapes, so the shortcut never misses a hit.
+    The walk is depth-first in insertion order, so the error names the first
+    offending path as the spec orders them.
     """
-    if quick_text is not None and find_forbidden(quick_text) is None:
-        return
     found = _walk(scope, "$")
     if found is not None:
         pattern, path = found

@@ -8,6 +8,7 @@ no JSON work of their own and cannot disagree.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,7 @@ from decisiongraph.core.envelope import EventEnvelope
 from decisiongraph.core.errors import InvalidArgumentError, SchemaViolationError
 from decisiongraph.core.event_types import check_payload_shape
 from decisiongraph.core.hashing import sha256_text
-from decisiongraph.core.pii import check_no_secrets
+from decisiongraph.core.pii import check_no_secrets, find_forbidden
 
 MAX_IDEMPOTENCY_KEY_BYTES = 200
 
@@ -46,12 +47,17 @@ def check_tenant_id(tenant_id: str) -> None:
         raise InvalidArgumentError("tenant_id must be at most 200 bytes without NUL")
 
 
-def check_envelope_fields(envelope: EventEnvelope) -> None:
+def _bad_field(name: str, problem: str) -> InvalidArgumentError:
+    return InvalidArgumentError(f"{name} {problem}", details={"field": name})
+
+
+def check_envelope_fields(envelope: EventEnvelope) -> str:
     """Envelope strings must be storable alike on every backend.
 
     PostgreSQL cannot store NUL in text and no backend can store a lone
     surrogate, so both are refused up front, on every backend, instead of
     surfacing as a storage error on one of them (an addition to the spec).
+    Returns the strings newline-joined, for the secret guard's quick check.
     """
     for name, number in (
         ("trace_seq", envelope.trace_seq),
@@ -62,9 +68,40 @@ def check_envelope_fields(envelope: EventEnvelope) -> None:
             or not isinstance(number, int)
             or not -_INT64_MAX <= number <= _INT64_MAX
         ):
-            raise InvalidArgumentError(f"{name} must be a 64-bit integer", details={"field": name})
+            raise _bad_field(name, "must be a 64-bit integer")
     source, actor = envelope.source, envelope.actor
-    fields = {
+    values = [
+        envelope.event_id,
+        envelope.trace_id,
+        envelope.event_type,
+        envelope.occurred_at,
+        source.producer_id,
+        source.system,
+        actor.actor_type,
+        actor.actor_id,
+        envelope.idempotency_key,
+        *envelope.tags,
+    ]
+    values.extend(
+        value
+        for value in (source.subsystem, envelope.correlation_id, envelope.causation_event_id)
+        if value is not None
+    )
+    try:
+        joined = "\n".join(values)
+        joined.encode("utf-8")
+        clean = "\x00" not in joined
+    except (TypeError, UnicodeEncodeError):
+        clean = False
+    if not clean:
+        _name_bad_field(envelope)
+    return joined
+
+
+def _name_bad_field(envelope: EventEnvelope) -> None:
+    """Slow path of :func:`check_envelope_fields`: raise naming the field."""
+    source, actor = envelope.source, envelope.actor
+    fields: dict[str, object] = {
         "event_id": envelope.event_id,
         "trace_id": envelope.trace_id,
         "event_type": envelope.event_type,
@@ -83,15 +120,13 @@ def check_envelope_fields(envelope: EventEnvelope) -> None:
         if value is None and name in _NULLABLE:
             continue
         if not isinstance(value, str):
-            raise InvalidArgumentError(f"{name} must be a string", details={"field": name})
+            raise _bad_field(name, "must be a string")
         if "\x00" in value:
-            raise InvalidArgumentError(f"{name} must not contain NUL", details={"field": name})
+            raise _bad_field(name, "must not contain NUL")
         try:
             value.encode("utf-8")
         except UnicodeEncodeError as exc:
-            raise InvalidArgumentError(
-                f"{name} is not valid Unicode", details={"field": name}
-            ) from exc
+            raise _bad_field(name, "is not valid Unicode") from exc
 
 
 _NULLABLE = frozenset({"source.subsystem", "correlation_id", "causation_event_id"})
@@ -136,6 +171,26 @@ def _scan(value: Any, path: str) -> str | None:
     return first_float
 
 
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_FLOATISH = re.compile(r"[0-9][.eE]|NaN|Infinity")
+
+
+def _first_float(payload: Any, text: str) -> str | None:
+    """Path of the first float in the payload (None if none); rejects non-str keys.
+
+    Fast path: with string literals removed, a float-free encoding has no
+    ``1.``/``1e``/NaN/Infinity, and decoding it gives back an equal payload
+    exactly when every key was a string and no tuple was involved. Anything
+    else takes the precise walk.
+    """
+    floatish = _FLOATISH.search(text) is not None and (
+        _FLOATISH.search(_JSON_STRING.sub("", text)) is not None
+    )
+    if not floatish and json.loads(text) == payload:
+        return None
+    return _scan(payload, "$.payload")
+
+
 def _json_safe_text(payload: Any) -> str:
     """Step 2: the payload must encode as JSON and as UTF-8."""
     try:
@@ -153,38 +208,26 @@ def validate_envelope(envelope: EventEnvelope) -> ValidatedEvent:
     of the other envelope strings follows it.
     """
     check_idempotency_key(envelope.idempotency_key)
-    check_envelope_fields(envelope)
+    joined = check_envelope_fields(envelope)
     payload = envelope.payload
     text = _json_safe_text(payload)  # first: it also rejects circular structures
-    first_float = _scan(payload, "$.payload")
+    first_float = _first_float(payload, text)
     check_payload_shape(envelope.event_type, payload)
-    scope = {
-        "payload": payload,
-        "tags": list(envelope.tags),
-        "actor": envelope.actor.to_dict(),
-        "source": envelope.source.to_dict(),
-        "correlation_id": envelope.correlation_id,
-        "causation_event_id": envelope.causation_event_id,
-        "idempotency_key": envelope.idempotency_key,
-    }
-    # Every scanned string, newline-joined: no pattern holds a newline, so a
-    # miss here is a miss everywhere and the precise walk can be skipped.
-    parts = [text, *envelope.tags, envelope.actor.actor_type, envelope.actor.actor_id]
-    parts += [envelope.source.producer_id, envelope.source.system, envelope.idempotency_key]
-    parts += [
-        value
-        for value in (
-            envelope.source.subsystem,
-            envelope.correlation_id,
-            envelope.causation_event_id,
+    # Every scanned string (and a few more), newline-joined: no pattern holds
+    # a newline or a JSON-escaped character, so a miss here is a miss
+    # everywhere and the precise walk is needed only after a hit.
+    if find_forbidden(text + "\n" + joined) is not None:
+        check_no_secrets(
+            {
+                "payload": payload,
+                "tags": list(envelope.tags),
+                "actor": envelope.actor.to_dict(),
+                "source": envelope.source.to_dict(),
+                "correlation_id": envelope.correlation_id,
+                "causation_event_id": envelope.causation_event_id,
+                "idempotency_key": envelope.idempotency_key,
+            }
         )
-        if value is not None
-    ]
-    try:
-        quick: str | None = "\n".join(parts)
-    except TypeError:  # a non-string where a string belongs: take the precise walk
-        quick = None
-    check_no_secrets(scope, quick)
     if first_float is not None:
         raise SchemaViolationError(
             f"Floats are not allowed in payloads (found at '{first_float}')",

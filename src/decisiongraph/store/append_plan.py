@@ -26,29 +26,6 @@ from decisiongraph.store.chain import link_hash
 IdemKey = tuple[str, str]
 TraceHead = tuple[int, str]  # (max trace_seq, event_type at it)
 
-EVENT_COLUMNS = (
-    "tenant_id",
-    "log_seq",
-    "event_id",
-    "trace_id",
-    "trace_seq",
-    "event_type",
-    "occurred_at",
-    "recorded_at",
-    "producer_id",
-    "system",
-    "subsystem",
-    "actor_type",
-    "actor_id",
-    "correlation_id",
-    "causation_event_id",
-    "idempotency_key",
-    "schema_version",
-    "payload_json",
-    "payload_hash",
-    "tags_json",
-    "chain_hash",
-)
 
 Row = tuple[object, ...]
 
@@ -147,53 +124,32 @@ def plan_append(
             raise exc.with_details(index=index) from None
         last_seq += 1
         source, actor = env.source, env.actor
-        content = {
-            "tenant_id": tenant_id,
-            "log_seq": last_seq,
-            "event_id": env.event_id,
-            "trace_id": env.trace_id,
-            "trace_seq": env.trace_seq,
-            "event_type": env.event_type,
-            "occurred_at": env.occurred_at,
-            "recorded_at": recorded_at,
-            "producer_id": source.producer_id,
-            "system": source.system,
-            "subsystem": source.subsystem,
-            "actor_type": actor.actor_type,
-            "actor_id": actor.actor_id,
-            "correlation_id": env.correlation_id,
-            "causation_event_id": env.causation_event_id,
-            "idempotency_key": env.idempotency_key,
-            "schema_version": env.schema_version,
-            "tags_json": item.tags_json,
-            "payload_hash": item.payload_hash,
-        }
-        chain = link_hash(chain, content)
-        rows.append(
-            (
-                tenant_id,
-                last_seq,
-                env.event_id,
-                env.trace_id,
-                env.trace_seq,
-                env.event_type,
-                env.occurred_at,
-                recorded_at,
-                source.producer_id,
-                source.system,
-                source.subsystem,
-                actor.actor_type,
-                actor.actor_id,
-                env.correlation_id,
-                env.causation_event_id,
-                env.idempotency_key,
-                env.schema_version,
-                item.payload_json,
-                item.payload_hash,
-                item.tags_json,
-                chain,
-            )
-        )
+        row: list[object] = [
+            tenant_id,
+            last_seq,
+            env.event_id,
+            env.trace_id,
+            env.trace_seq,
+            env.event_type,
+            env.occurred_at,
+            recorded_at,
+            source.producer_id,
+            source.system,
+            source.subsystem,
+            actor.actor_type,
+            actor.actor_id,
+            env.correlation_id,
+            env.causation_event_id,
+            env.idempotency_key,
+            env.schema_version,
+            item.payload_json,
+            item.payload_hash,
+            item.tags_json,
+        ]
+        # The chain covers every column but the payload (via its hash).
+        chain = link_hash(chain, row[:17] + row[18:])
+        row.append(chain)
+        rows.append(tuple(row))
         stored = StoredEvent(
             tenant_id=tenant_id,
             log_seq=last_seq,

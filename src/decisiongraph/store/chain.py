@@ -1,47 +1,27 @@
 """The tamper-evident hash chain over each tenant's log.
 
 ``chain_hash(n) = sha256(chain_hash(n-1) + "\\n" + JSON-P(content(n)))``, where
-content holds every stored column except the payload itself (represented by
-its hash) and the chain hash. Editing, deleting or reordering a row breaks the
-chain at that row; the tenant's head row pins the last link, so truncating
-the tail is caught too. The chain adds to the spec; it changes no digest.
+content is the list of every stored column in ``CHAIN_FIELDS`` order except
+the payload itself (represented by its hash) and the chain hash. Editing,
+deleting or reordering a row breaks the chain at that row; the tenant's head
+row pins the last link, so truncating the tail is caught too. The chain adds
+to the spec; it changes no digest.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from decisiongraph.core.canonical_json import json_p
 from decisiongraph.core.hashing import GENESIS_CHAIN_HASH, payload_hash, sha256_text
-
-CHAIN_FIELDS = (
-    "tenant_id",
-    "log_seq",
-    "event_id",
-    "trace_id",
-    "trace_seq",
-    "event_type",
-    "occurred_at",
-    "recorded_at",
-    "producer_id",
-    "system",
-    "subsystem",
-    "actor_type",
-    "actor_id",
-    "correlation_id",
-    "causation_event_id",
-    "idempotency_key",
-    "schema_version",
-    "tags_json",
-    "payload_hash",
-)
+from decisiongraph.store.columns import CHAIN_FIELDS
 
 
-def link_hash(previous: str, content: dict[str, Any]) -> str:
-    """The chain hash of one row given its predecessor's."""
+def link_hash(previous: str, content: Sequence[Any]) -> str:
+    """The chain hash of one row (values in ``CHAIN_FIELDS`` order)."""
     return sha256_text(previous + "\n" + json_p(content))
 
 
@@ -74,7 +54,7 @@ def verify_rows(
             return ChainProblem(tenant_id, seq, "payload_json is not valid JSON")
         if payload_hash(payload) != row["payload_hash"]:
             return ChainProblem(tenant_id, seq, "payload does not match payload_hash")
-        content = {name: row[name] for name in CHAIN_FIELDS}
+        content = [row[name] for name in CHAIN_FIELDS]
         computed = link_hash(previous, content)
         if computed != row["chain_hash"]:
             return ChainProblem(tenant_id, seq, "chain hash mismatch (row edited or moved)")

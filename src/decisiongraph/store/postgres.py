@@ -27,7 +27,8 @@ from decisiongraph.core.errors import (
     StorageError,
 )
 from decisiongraph.core.hashing import GENESIS_CHAIN_HASH
-from decisiongraph.store.append_plan import EVENT_COLUMNS, Row, TraceHead
+from decisiongraph.store.append_plan import Row, TraceHead
+from decisiongraph.store.columns import EVENT_COLUMNS
 from decisiongraph.store.migrations import migration_files
 from decisiongraph.store.sql_base import SqlEventStore
 

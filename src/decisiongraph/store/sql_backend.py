@@ -20,11 +20,8 @@ from decisiongraph.core.errors import (
     StorageError,
 )
 from decisiongraph.core.refs import ActorRef, SourceRef
-from decisiongraph.store.append_plan import (
-    EVENT_COLUMNS,
-    Row,
-    TraceHead,
-)
+from decisiongraph.store.append_plan import Row, TraceHead
+from decisiongraph.store.columns import EVENT_COLUMNS
 
 Cursor = Any  # a DB-API cursor of the backend's driver
 

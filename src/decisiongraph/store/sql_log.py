@@ -19,7 +19,8 @@ from decisiongraph.store.append_plan import (
     idem_key,
     plan_append,
 )
-from decisiongraph.store.chain import CHAIN_FIELDS, ChainProblem, verify_rows
+from decisiongraph.store.chain import ChainProblem, verify_rows
+from decisiongraph.store.columns import CHAIN_FIELDS
 from decisiongraph.store.protocol import LogStats
 from decisiongraph.store.sql_backend import (
     EVENT_SELECT,
@@ -118,19 +119,22 @@ class SqlLog(SqlBackend):
             ).fetchall()
         else:
             rows = []
+            # A VALUES join probes the idempotency index once per key; a
+            # row-value IN list would scan the tenant's log on SQLite.
+            select = EVENT_SELECT.replace("SELECT ", "SELECT e.", 1).replace(", ", ", e.")
+            select = select.replace(
+                "FROM dg_event_log", "FROM (VALUES {marks}) AS k JOIN dg_event_log e"
+            )
             for chunk in chunks(unique):
-                marks = ", ".join("(?, ?)" for _ in chunk)
-                params: list[Any] = [tenant_id]
+                params: list[Any] = []
                 for producer, key in chunk:
                     params.extend((producer, key))
-                rows.extend(
-                    self._x(
-                        cur,
-                        EVENT_SELECT
-                        + f" WHERE tenant_id = ? AND (producer_id, idempotency_key) IN ({marks})",
-                        params,
-                    ).fetchall()
+                params.append(tenant_id)
+                sql = select.format(marks=", ".join("(?, ?)" for _ in chunk)) + (
+                    " ON e.producer_id = k.column1 AND e.idempotency_key = k.column2"
+                    " AND e.tenant_id = ?"
                 )
+                rows.extend(self._x(cur, sql, params).fetchall())
         for row in rows:
             event = event_from_row(row)
             found[(event.source.producer_id, event.idempotency_key)] = event

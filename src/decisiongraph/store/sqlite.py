@@ -23,7 +23,8 @@ from decisiongraph.core.errors import (
     StorageError,
 )
 from decisiongraph.core.hashing import GENESIS_CHAIN_HASH
-from decisiongraph.store.append_plan import EVENT_COLUMNS, Row, TraceHead
+from decisiongraph.store.append_plan import Row, TraceHead
+from decisiongraph.store.columns import EVENT_COLUMNS
 from decisiongraph.store.migrations import migration_files
 from decisiongraph.store.sql_backend import chunks
 from decisiongraph.store.sql_base import SqlEventStore
@@ -70,6 +71,10 @@ class SQLiteEventStore(SqlEventStore):
                 if path != ":memory:" and not path.startswith("file::memory:"):
                     self._conn.execute("PRAGMA journal_mode = WAL")
                     self._conn.execute("PRAGMA synchronous = NORMAL")
+                    # Fewer, larger checkpoints: each one is an fsync.
+                    self._conn.execute("PRAGMA wal_autocheckpoint = 10000")
+                self._conn.execute("PRAGMA cache_size = -65536")  # 64 MiB of page cache
+                self._conn.execute("PRAGMA temp_store = MEMORY")
                 self._conn.execute("PRAGMA busy_timeout = 30000")
                 self._conn.execute("PRAGMA foreign_keys = ON")
                 self._migrate()

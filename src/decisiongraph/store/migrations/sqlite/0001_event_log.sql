@@ -1,4 +1,5 @@
 -- The append-only event log, one gap-free log_seq sequence per tenant.
+-- A rowid table: rows are large (payloads), and appends land at its end.
 CREATE TABLE dg_event_log (
     tenant_id          TEXT    NOT NULL,
     log_seq            INTEGER NOT NULL,
@@ -21,8 +22,8 @@ CREATE TABLE dg_event_log (
     payload_hash       TEXT    NOT NULL,
     tags_json          TEXT    NOT NULL DEFAULT '[]',
     chain_hash         TEXT    NOT NULL,
-    PRIMARY KEY (tenant_id, log_seq)
-) WITHOUT ROWID;
+    UNIQUE (tenant_id, log_seq)
+);
 CREATE UNIQUE INDEX idx_event_log_event_id ON dg_event_log (tenant_id, event_id);
 CREATE UNIQUE INDEX idx_event_log_trace_seq ON dg_event_log (tenant_id, trace_id, trace_seq);
 CREATE UNIQUE INDEX idx_event_log_idempotency ON dg_event_log (tenant_id, producer_id, idempotency_key);
