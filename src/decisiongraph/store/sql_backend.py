@@ -44,7 +44,7 @@ def event_from_row(row: Sequence[Any]) -> StoredEvent:
     """Decode a row selected with ``EVENT_SELECT``."""
     try:
         payload = json.loads(row[17])
-        tags = json.loads(row[19])
+        tags = () if row[19] == "[]" else json.loads(row[19])
     except (ValueError, TypeError) as exc:
         raise StorageError(f"Corrupt stored JSON at log_seq {row[1]}: {exc}") from exc
     return StoredEvent(

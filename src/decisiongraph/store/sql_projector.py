@@ -122,7 +122,7 @@ class SqlProjector(SqlProjectionReads):
             expected = self._expected_trace_seqs(cur, tenant_id, events, cursor)
         writes = fold_events(events, expected, check_hashes=from_log)
         self._write_rows(cur, tenant_id, writes)
-        self._write_precedents(cur, tenant_id, writes.finished_traces)
+        self._write_precedents(cur, tenant_id, writes.finished_traces, events)
         now = self._now()
         updated = self._x(
             cur,
@@ -243,13 +243,29 @@ class SqlProjector(SqlProjectionReads):
             ],
         )
 
-    def _write_precedents(self, cur: Cursor, tenant_id: str, trace_ids: Sequence[str]) -> None:
-        """Rebuild the precedent rows of traces that just finished (spec 8.7)."""
+    def _write_precedents(
+        self,
+        cur: Cursor,
+        tenant_id: str,
+        trace_ids: Sequence[str],
+        batch: Sequence[StoredEvent],
+    ) -> None:
+        """Rebuild the precedent rows of traces that just finished (spec 8.7).
+
+        The rows come from the trace's events in the log. A trace that lies
+        wholly in ``batch`` (its TraceStarted is there) is taken from the
+        batch; only traces begun earlier are read back.
+        """
         if not trace_ids:
             return
-        types = ", ".join("?" for _ in PRECEDENT_SOURCE_TYPES)
         by_trace: dict[str, list[StoredEvent]] = {trace_id: [] for trace_id in trace_ids}
-        for chunk in chunks(list(by_trace)):
+        whole = {e.trace_id for e in batch if e.trace_seq == 0 and e.trace_id in by_trace}
+        for event in batch:
+            if event.trace_id in whole and event.event_type in PRECEDENT_SOURCE_TYPES:
+                by_trace[event.trace_id].append(event)
+        earlier = [trace_id for trace_id in by_trace if trace_id not in whole]
+        types = ", ".join("?" for _ in PRECEDENT_SOURCE_TYPES)
+        for chunk in chunks(earlier):
             marks = ", ".join("?" for _ in chunk)
             rows = self._x(
                 cur,

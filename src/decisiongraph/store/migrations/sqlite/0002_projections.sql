@@ -21,8 +21,8 @@ CREATE TABLE dg_cg_edges (
     log_seq       INTEGER NOT NULL,
     created_at    TEXT    NOT NULL,
     metadata_json TEXT    NOT NULL DEFAULT '{}',
-    PRIMARY KEY (tenant_id, edge_id)
-) WITHOUT ROWID;
+    UNIQUE (tenant_id, edge_id)
+);
 CREATE INDEX idx_cg_edges_from ON dg_cg_edges (tenant_id, from_node_id, log_seq, edge_id);
 CREATE INDEX idx_cg_edges_to ON dg_cg_edges (tenant_id, to_node_id, log_seq, edge_id);
 
