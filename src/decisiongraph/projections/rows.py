@@ -14,6 +14,13 @@ TRACE_SUMMARY: Final = "trace_summary"
 PRECEDENT_INDEX: Final = "precedent_index"
 POLICY_EVAL_INDEX: Final = "policy_eval_index"
 PROJECTION_NAMES: Final = (CONTEXT_GRAPH, TRACE_SUMMARY, PRECEDENT_INDEX, POLICY_EVAL_INDEX)
+# The tables each projection owns (rows of every tenant, keyed by tenant_id).
+PROJECTION_TABLES: Final = {
+    CONTEXT_GRAPH: ("dg_cg_edges", "dg_cg_nodes"),
+    TRACE_SUMMARY: ("dg_trace_summary",),
+    PRECEDENT_INDEX: ("dg_precedent_index",),
+    POLICY_EVAL_INDEX: ("dg_policy_eval_index",),
+}
 
 
 class NodeRow(NamedTuple):

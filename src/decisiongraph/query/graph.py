@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from decisiongraph.core.errors import InvalidArgumentError
-from decisiongraph.projections.rows import EdgeRow, NodeRow
+from decisiongraph.projections.rows import CONTEXT_GRAPH, EdgeRow, NodeRow
 from decisiongraph.query.limits import MAX_GRAPH_DEPTH, ensure_current
 from decisiongraph.store.protocol import EventStore
 
@@ -48,7 +48,7 @@ def get_context_subgraph(
     filter_opts: GraphFilter | None = None,
 ) -> Subgraph:
     """Breadth-first neighbourhood of ``node_type:node_id``, by levels."""
-    ensure_current(store, tenant_id)
+    ensure_current(store, tenant_id, CONTEXT_GRAPH)
     if filter_opts is None:
         filter_opts = GraphFilter(max_depth=max_depth)
     elif max_depth != 1:
@@ -128,7 +128,7 @@ def list_node_edges(
     limit: int = 100,
 ) -> EdgePage:
     """One page of a node's edges in (log_seq, edge_id) order."""
-    ensure_current(store, tenant_id)
+    ensure_current(store, tenant_id, CONTEXT_GRAPH)
     if direction not in DIRECTIONS:
         raise InvalidArgumentError(f"direction must be one of {', '.join(DIRECTIONS)}")
     if limit <= 0:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from decisiongraph.core.errors import InvalidArgumentError
+from decisiongraph.projections.rows import PRECEDENT_INDEX, TRACE_SUMMARY
 from decisiongraph.query.limits import MAX_QUERY_LIMIT, ensure_current
 from decisiongraph.store.protocol import EventStore, PrecedentHitRow
 
@@ -31,7 +32,7 @@ class PrecedentQuery:
 
 def find_precedents(store: EventStore, tenant_id: str, query: PrecedentQuery) -> list[PrecedentHit]:
     """Finished traces matching the query, most recent first."""
-    ensure_current(store, tenant_id)
+    ensure_current(store, tenant_id, PRECEDENT_INDEX, TRACE_SUMMARY)
     return store.search_precedents(
         tenant_id,
         policy_id=query.policy_id,

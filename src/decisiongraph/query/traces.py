@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from decisiongraph.core.errors import NotFoundError
+from decisiongraph.projections.rows import TRACE_SUMMARY
 from decisiongraph.query.limits import ensure_current
 from decisiongraph.store.protocol import EventStore
 
@@ -24,7 +25,7 @@ class TraceSummary:
 
 
 def get_trace_summary(store: EventStore, tenant_id: str, trace_id: str) -> TraceSummary:
-    ensure_current(store, tenant_id)
+    ensure_current(store, tenant_id, TRACE_SUMMARY)
     row = store.get_summary(tenant_id, trace_id)
     if row is None:
         raise NotFoundError(f"Trace '{trace_id}' has no summary", details={"trace_id": trace_id})

@@ -130,8 +130,14 @@ class PostgresEventStore(SqlEventStore):
         assert row is not None
         return (int(row[0]), str(row[1]))
 
-    def _lock_projections(self, cur: psycopg.Cursor[Any], tenant_id: str) -> None:
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", (advisory_key("projections", tenant_id),))
+    def _lock_projections(
+        self, cur: psycopg.Cursor[Any], tenant_id: str, names: Sequence[str]
+    ) -> None:
+        # Sorted, so two appliers of overlapping sets can never deadlock.
+        for name in sorted(names):
+            cur.execute(
+                "SELECT pg_advisory_xact_lock(%s)", (advisory_key("projection", tenant_id, name),)
+            )
 
     def _trace_heads(
         self, cur: psycopg.Cursor[Any], tenant_id: str, trace_ids: Sequence[str]

@@ -95,15 +95,26 @@ class EventStore(Protocol):
     def verify_chain(self, tenant_id: str) -> ChainProblem | None: ...
 
     # -- projections -------------------------------------------------------
-    def projection_cursor(self, tenant_id: str) -> int: ...
+    def projection_cursors(self, tenant_id: str) -> dict[str, int]: ...
 
-    def project_pending(
-        self, tenant_id: str, *, batch_size: int = 1000, until_log_seq: int | None = None
-    ) -> int:
-        """Catch projections up from their cursor; returns events applied."""
+    def projection_cursor(self, tenant_id: str, projection: str | None = None) -> int:
+        """One projection's cursor, or the lowest of all when none is named."""
         ...
 
-    def reset_projections(self, tenant_id: str) -> None: ...
+    def project_pending(
+        self,
+        tenant_id: str,
+        *,
+        batch_size: int = 1000,
+        until_log_seq: int | None = None,
+        projections: Sequence[str] | None = None,
+    ) -> int:
+        """Catch projections up from their cursors; returns log events read."""
+        ...
+
+    def reset_projections(
+        self, tenant_id: str, projections: Sequence[str] | None = None
+    ) -> None: ...
 
     def digests(self, tenant_id: str) -> Digests: ...
 

@@ -99,8 +99,11 @@ class SqlBackend:
         """Take the tenant's append lock; return (last_log_seq, chain_hash)."""
         raise NotImplementedError
 
-    def _lock_projections(self, cur: Cursor, tenant_id: str) -> None:
-        """Serialize projectors of one tenant (no-op where writes are serial)."""
+    def _lock_projections(self, cur: Cursor, tenant_id: str, names: Sequence[str]) -> None:
+        """Serialize appliers of each named projection of a tenant.
+
+        A no-op where write transactions are serial already (SQLite).
+        """
 
     def _trace_heads(
         self, cur: Cursor, tenant_id: str, trace_ids: Sequence[str]
@@ -176,6 +179,11 @@ class SqlBackend:
         raise NotImplementedError
 
     def project_pending(
-        self, tenant_id: str, *, batch_size: int = 1000, until_log_seq: int | None = None
+        self,
+        tenant_id: str,
+        *,
+        batch_size: int = 1000,
+        until_log_seq: int | None = None,
+        projections: Sequence[str] | None = None,
     ) -> int:
         raise NotImplementedError

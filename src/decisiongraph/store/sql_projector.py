@@ -18,7 +18,12 @@ from decisiongraph.projections.digests import (
 )
 from decisiongraph.projections.policy_index import PRECEDENT_SOURCE_TYPES, precedent_rows
 from decisiongraph.projections.rows import (
+    CONTEXT_GRAPH,
+    POLICY_EVAL_INDEX,
+    PRECEDENT_INDEX,
     PROJECTION_NAMES,
+    PROJECTION_TABLES,
+    TRACE_SUMMARY,
     PrecedentRow,
 )
 from decisiongraph.store.append_plan import (
@@ -40,21 +45,28 @@ from decisiongraph.store.sql_projection_reads import SqlProjectionReads
 class SqlProjector(SqlProjectionReads):
     """Catch-up, inline projection, rebuild and digests."""
 
-    # -- projections -----------------------------------------------------------
-    def projection_cursor(self, tenant_id: str) -> int:
+    # -- cursors -------------------------------------------------------------
+    def projection_cursors(self, tenant_id: str) -> dict[str, int]:
+        """Each projection's last applied log_seq (0 before the first)."""
         with self._read() as cur:
-            return self._cursor_value(cur, tenant_id)
+            return self._cursors(cur, tenant_id)
 
-    def _cursor_value(self, cur: Cursor, tenant_id: str) -> int:
-        row = self._x(
+    def projection_cursor(self, tenant_id: str, projection: str | None = None) -> int:
+        """One projection's cursor, or the lowest of all when none is named."""
+        cursors = self.projection_cursors(tenant_id)
+        return cursors[projection] if projection is not None else min(cursors.values())
+
+    def _cursors(self, cur: Cursor, tenant_id: str) -> dict[str, int]:
+        cursors = dict.fromkeys(PROJECTION_NAMES, 0)
+        rows = self._x(
             cur,
-            "SELECT MIN(last_log_seq), COUNT(*) FROM dg_projection_cursor WHERE tenant_id = ?",
+            "SELECT projection_name, last_log_seq FROM dg_projection_cursor WHERE tenant_id = ?",
             (tenant_id,),
-        ).fetchone()
-        if row is None or int(row[1]) < len(PROJECTION_NAMES):
-            return 0
-        return int(row[0])
+        ).fetchall()
+        cursors.update({str(name): int(seq) for name, seq in rows if name in cursors})
+        return cursors
 
+    # -- applying events -------------------------------------------------------
     def _project_inline(
         self,
         cur: Cursor,
@@ -65,43 +77,74 @@ class SqlProjector(SqlProjectionReads):
     ) -> bool:
         """Project just-appended events in the append's transaction.
 
-        Only when projections were current before the append; a failure rolls
-        back to a savepoint so the append itself still commits (spec 16.6) and
-        the caller's catch-up reports it. Returns whether it projected.
+        Only when every projection was current before the append; a failure
+        rolls back to a savepoint so the append itself still commits (spec
+        16.6) and the caller's catch-up reports it. Returns whether it did.
         """
         fresh = [event for event in events if not event.repeated and event.log_seq > head_before]
-        self._lock_projections(cur, tenant_id)
-        if self._cursor_value(cur, tenant_id) != head_before:
+        self._lock_projections(cur, tenant_id, PROJECTION_NAMES)
+        if any(seq != head_before for seq in self._cursors(cur, tenant_id).values()):
             return False
         try:
             with self._savepoint(cur):
                 expected = {trace: head[0] + 1 for trace, head in trace_heads.items()}
-                self._apply(cur, tenant_id, fresh, head_before, expected)
+                self._apply(cur, tenant_id, fresh, head_before, PROJECTION_NAMES, expected)
         except Exception:  # reported by the catch-up that follows
             return False
         return True
 
     def project_pending(
-        self, tenant_id: str, *, batch_size: int = 1000, until_log_seq: int | None = None
+        self,
+        tenant_id: str,
+        *,
+        batch_size: int = 1000,
+        until_log_seq: int | None = None,
+        projections: Sequence[str] | None = None,
     ) -> int:
+        """Catch projections up from their own cursors, one batch per transaction.
+
+        Projections whose cursors agree share one pass over the log. Returns
+        the number of log events read.
+        """
         if batch_size <= 0:
             raise InvalidArgumentError("batch_size must be positive")
+        names = self._projection_names(projections)
         applied = 0
         while True:
             with self._write() as cur:
-                self._lock_projections(cur, tenant_id)
-                cursor = self._cursor_value(cur, tenant_id)
-                if until_log_seq is not None and cursor >= until_log_seq:
+                self._lock_projections(cur, tenant_id, names)
+                cursors = {
+                    name: seq
+                    for name, seq in self._cursors(cur, tenant_id).items()
+                    if name in names
+                }
+                low = min(cursors.values())
+                if until_log_seq is not None and low >= until_log_seq:
                     return applied
-                where, params = self._event_filter(tenant_id, cursor, until_log_seq, None, None)
+                where, params = self._event_filter(tenant_id, low, until_log_seq, None, None)
                 rows = self._x(
                     cur, EVENT_SELECT + where + " ORDER BY log_seq LIMIT ?", [*params, batch_size]
                 ).fetchall()
                 if not rows:
                     return applied
                 events = [event_from_row(row) for row in rows]
-                self._apply(cur, tenant_id, events, cursor)
+                for start in sorted(set(cursors.values())):
+                    group = tuple(name for name in names if cursors[name] == start)
+                    subset = [event for event in events if event.log_seq > start]
+                    if subset:
+                        self._apply(cur, tenant_id, subset, start, group)
                 applied += len(events)
+
+    @staticmethod
+    def _projection_names(projections: Sequence[str] | None) -> tuple[str, ...]:
+        if projections is None:
+            return PROJECTION_NAMES
+        unknown = [name for name in projections if name not in PROJECTION_NAMES]
+        if unknown or not projections:
+            raise InvalidArgumentError(
+                f"Unknown projection(s) {unknown}; known: {', '.join(PROJECTION_NAMES)}"
+            )
+        return tuple(name for name in PROJECTION_NAMES if name in projections)
 
     def _apply(
         self,
@@ -109,9 +152,10 @@ class SqlProjector(SqlProjectionReads):
         tenant_id: str,
         events: Sequence[StoredEvent],
         cursor: int,
+        names: Sequence[str],
         expected: Mapping[str, int] | None = None,
     ) -> None:
-        """Fold ``events`` and write rows and cursors in the caller's transaction.
+        """Fold ``events`` and write the named projections' rows and cursors.
 
         ``expected`` (next trace_seq per trace) is given by the inline path,
         which has just checked it under the append lock; events read back from
@@ -121,15 +165,26 @@ class SqlProjector(SqlProjectionReads):
         if expected is None:
             expected = self._expected_trace_seqs(cur, tenant_id, events, cursor)
         writes = fold_events(events, expected, check_hashes=from_log)
-        self._write_rows(cur, tenant_id, writes)
-        self._write_precedents(cur, tenant_id, writes.finished_traces, events)
+        if CONTEXT_GRAPH in names:
+            self._write_graph(cur, tenant_id, writes)
+        if TRACE_SUMMARY in names:
+            self._write_summaries(cur, tenant_id, writes)
+        if POLICY_EVAL_INDEX in names:
+            self._write_policy_index(cur, tenant_id, writes)
+        if PRECEDENT_INDEX in names:
+            self._write_precedents(cur, tenant_id, writes.finished_traces, events)
+        self._advance(cur, tenant_id, names, writes.last_log_seq)
+
+    def _advance(self, cur: Cursor, tenant_id: str, names: Sequence[str], log_seq: int) -> None:
         now = self._now()
+        marks = ", ".join("?" for _ in names)
         updated = self._x(
             cur,
-            "UPDATE dg_projection_cursor SET last_log_seq = ?, updated_at = ? WHERE tenant_id = ?",
-            (writes.last_log_seq, now, tenant_id),
+            "UPDATE dg_projection_cursor SET last_log_seq = ?, updated_at = ? "
+            f"WHERE tenant_id = ? AND projection_name IN ({marks})",
+            (log_seq, now, tenant_id, *names),
         ).rowcount
-        if updated == len(PROJECTION_NAMES):
+        if updated == len(names):
             return
         self._many(
             cur,
@@ -137,7 +192,7 @@ class SqlProjector(SqlProjectionReads):
             "(tenant_id, projection_name, last_log_seq, updated_at) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (tenant_id, projection_name) DO UPDATE SET "
             "last_log_seq = excluded.last_log_seq, updated_at = excluded.updated_at",
-            [(tenant_id, name, writes.last_log_seq, now) for name in PROJECTION_NAMES],
+            [(tenant_id, name, log_seq, now) for name in names],
         )
 
     def _expected_trace_seqs(
@@ -164,7 +219,7 @@ class SqlProjector(SqlProjectionReads):
                 expected[trace_id] = seq
         return expected
 
-    def _write_rows(self, cur: Cursor, tenant_id: str, writes: BatchWrites) -> None:
+    def _write_graph(self, cur: Cursor, tenant_id: str, writes: BatchWrites) -> None:
         self._many(
             cur,
             f"INSERT INTO dg_cg_nodes (tenant_id, {NODE_COLS}) VALUES (?, ?, ?, ?, ?, ?) "
@@ -192,6 +247,8 @@ class SqlProjector(SqlProjectionReads):
                 for e in writes.edges.values()
             ],
         )
+
+    def _write_summaries(self, cur: Cursor, tenant_id: str, writes: BatchWrites) -> None:
         self._many(
             cur,
             f"INSERT INTO dg_trace_summary (tenant_id, {SUMMARY_COLS}) "
@@ -224,6 +281,8 @@ class SqlProjector(SqlProjectionReads):
                 for f in writes.summary_finishes
             ],
         )
+
+    def _write_policy_index(self, cur: Cursor, tenant_id: str, writes: BatchWrites) -> None:
         self._many(
             cur,
             "INSERT INTO dg_policy_eval_index (tenant_id, index_id, trace_id, policy_id, "
@@ -305,18 +364,21 @@ class SqlProjector(SqlProjectionReads):
             ],
         )
 
-    def reset_projections(self, tenant_id: str) -> None:
+    def reset_projections(self, tenant_id: str, projections: Sequence[str] | None = None) -> None:
+        """Delete the rows and cursors of the named (default: all) projections."""
+        names = self._projection_names(projections)
         with self._write() as cur:
-            self._lock_projections(cur, tenant_id)
-            for table in (
-                "dg_cg_edges",
-                "dg_cg_nodes",
-                "dg_precedent_index",
-                "dg_policy_eval_index",
-                "dg_trace_summary",
-                "dg_projection_cursor",
-            ):
-                self._x(cur, f"DELETE FROM {table} WHERE tenant_id = ?", (tenant_id,))
+            self._lock_projections(cur, tenant_id, names)
+            for name in names:
+                for table in PROJECTION_TABLES[name]:
+                    self._x(cur, f"DELETE FROM {table} WHERE tenant_id = ?", (tenant_id,))
+            marks = ", ".join("?" for _ in names)
+            self._x(
+                cur,
+                "DELETE FROM dg_projection_cursor WHERE tenant_id = ? "
+                f"AND projection_name IN ({marks})",
+                (tenant_id, *names),
+            )
 
     def digests(self, tenant_id: str) -> Digests:
         graph = context_graph_digest(self.iter_nodes(tenant_id), self.iter_edges(tenant_id))
