@@ -20,6 +20,7 @@ from decisiongraph.store.sql_backend import (
     SqlBackend,
     chunks,
 )
+from decisiongraph.store.tables import LIVE, TableSet
 
 
 class SqlProjectionReads(SqlBackend):
@@ -30,30 +31,30 @@ class SqlProjectionReads(SqlBackend):
         for row in self._stream(self._sql(sql), (tenant_id,)):
             yield make(*row)
 
-    def iter_nodes(self, tenant_id: str) -> Iterator[NodeRow]:
+    def iter_nodes(self, tenant_id: str, t: TableSet = LIVE) -> Iterator[NodeRow]:
         return self._iter(
-            f"SELECT {NODE_COLS} FROM dg_cg_nodes WHERE tenant_id = ? ORDER BY node_id",
+            f"SELECT {NODE_COLS} FROM {t.nodes} WHERE tenant_id = ? ORDER BY node_id",
             tenant_id,
             NodeRow,
         )
 
-    def iter_edges(self, tenant_id: str) -> Iterator[EdgeRow]:
+    def iter_edges(self, tenant_id: str, t: TableSet = LIVE) -> Iterator[EdgeRow]:
         return self._iter(
-            f"SELECT {EDGE_COLS} FROM dg_cg_edges WHERE tenant_id = ? ORDER BY edge_id",
+            f"SELECT {EDGE_COLS} FROM {t.edges} WHERE tenant_id = ? ORDER BY edge_id",
             tenant_id,
             EdgeRow,
         )
 
-    def iter_summaries(self, tenant_id: str) -> Iterator[TraceSummaryRow]:
+    def iter_summaries(self, tenant_id: str, t: TableSet = LIVE) -> Iterator[TraceSummaryRow]:
         return self._iter(
-            f"SELECT {SUMMARY_COLS} FROM dg_trace_summary WHERE tenant_id = ? ORDER BY trace_id",
+            f"SELECT {SUMMARY_COLS} FROM {t.summary} WHERE tenant_id = ? ORDER BY trace_id",
             tenant_id,
             TraceSummaryRow,
         )
 
-    def iter_precedents(self, tenant_id: str) -> Iterator[PrecedentRow]:
+    def iter_precedents(self, tenant_id: str, t: TableSet = LIVE) -> Iterator[PrecedentRow]:
         return self._iter(
-            f"SELECT {PRECEDENT_COLS} FROM dg_precedent_index WHERE tenant_id = ? "
+            f"SELECT {PRECEDENT_COLS} FROM {t.precedent} WHERE tenant_id = ? "
             "ORDER BY source_event_id",
             tenant_id,
             PrecedentRow,

@@ -22,7 +22,6 @@ from decisiongraph.projections.rows import (
     POLICY_EVAL_INDEX,
     PRECEDENT_INDEX,
     PROJECTION_NAMES,
-    PROJECTION_TABLES,
     TRACE_SUMMARY,
     PrecedentRow,
 )
@@ -40,6 +39,7 @@ from decisiongraph.store.sql_backend import (
     event_from_row,
 )
 from decisiongraph.store.sql_projection_reads import SqlProjectionReads
+from decisiongraph.store.tables import LIVE, TableSet
 
 
 class SqlProjector(SqlProjectionReads):
@@ -56,11 +56,11 @@ class SqlProjector(SqlProjectionReads):
         cursors = self.projection_cursors(tenant_id)
         return cursors[projection] if projection is not None else min(cursors.values())
 
-    def _cursors(self, cur: Cursor, tenant_id: str) -> dict[str, int]:
+    def _cursors(self, cur: Cursor, tenant_id: str, t: TableSet = LIVE) -> dict[str, int]:
         cursors = dict.fromkeys(PROJECTION_NAMES, 0)
         rows = self._x(
             cur,
-            "SELECT projection_name, last_log_seq FROM dg_projection_cursor WHERE tenant_id = ?",
+            f"SELECT projection_name, last_log_seq FROM {t.cursor} WHERE tenant_id = ?",
             (tenant_id,),
         ).fetchall()
         cursors.update({str(name): int(seq) for name, seq in rows if name in cursors})
@@ -109,13 +109,23 @@ class SqlProjector(SqlProjectionReads):
         if batch_size <= 0:
             raise InvalidArgumentError("batch_size must be positive")
         names = self._projection_names(projections)
+        return self._catch_up(tenant_id, names, batch_size, until_log_seq, LIVE)
+
+    def _catch_up(
+        self,
+        tenant_id: str,
+        names: Sequence[str],
+        batch_size: int,
+        until_log_seq: int | None,
+        t: TableSet,
+    ) -> int:
         applied = 0
         while True:
             with self._write() as cur:
                 self._lock_projections(cur, tenant_id, names)
                 cursors = {
                     name: seq
-                    for name, seq in self._cursors(cur, tenant_id).items()
+                    for name, seq in self._cursors(cur, tenant_id, t).items()
                     if name in names
                 }
                 low = min(cursors.values())
@@ -132,7 +142,7 @@ class SqlProjector(SqlProjectionReads):
                     group = tuple(name for name in names if cursors[name] == start)
                     subset = [event for event in events if event.log_seq > start]
                     if subset:
-                        self._apply(cur, tenant_id, subset, start, group)
+                        self._apply(cur, tenant_id, subset, start, group, t=t)
                 applied += len(events)
 
     @staticmethod
@@ -154,6 +164,7 @@ class SqlProjector(SqlProjectionReads):
         cursor: int,
         names: Sequence[str],
         expected: Mapping[str, int] | None = None,
+        t: TableSet = LIVE,
     ) -> None:
         """Fold ``events`` and write the named projections' rows and cursors.
 
@@ -166,21 +177,23 @@ class SqlProjector(SqlProjectionReads):
             expected = self._expected_trace_seqs(cur, tenant_id, events, cursor)
         writes = fold_events(events, expected, check_hashes=from_log)
         if CONTEXT_GRAPH in names:
-            self._write_graph(cur, tenant_id, writes)
+            self._write_graph(cur, tenant_id, writes, t)
         if TRACE_SUMMARY in names:
-            self._write_summaries(cur, tenant_id, writes)
+            self._write_summaries(cur, tenant_id, writes, t)
         if POLICY_EVAL_INDEX in names:
-            self._write_policy_index(cur, tenant_id, writes)
+            self._write_policy_index(cur, tenant_id, writes, t)
         if PRECEDENT_INDEX in names:
-            self._write_precedents(cur, tenant_id, writes.finished_traces, events)
-        self._advance(cur, tenant_id, names, writes.last_log_seq)
+            self._write_precedents(cur, tenant_id, writes.finished_traces, events, t)
+        self._advance(cur, tenant_id, names, writes.last_log_seq, t)
 
-    def _advance(self, cur: Cursor, tenant_id: str, names: Sequence[str], log_seq: int) -> None:
+    def _advance(
+        self, cur: Cursor, tenant_id: str, names: Sequence[str], log_seq: int, t: TableSet
+    ) -> None:
         now = self._now()
         marks = ", ".join("?" for _ in names)
         updated = self._x(
             cur,
-            "UPDATE dg_projection_cursor SET last_log_seq = ?, updated_at = ? "
+            f"UPDATE {t.cursor} SET last_log_seq = ?, updated_at = ? "
             f"WHERE tenant_id = ? AND projection_name IN ({marks})",
             (log_seq, now, tenant_id, *names),
         ).rowcount
@@ -188,7 +201,7 @@ class SqlProjector(SqlProjectionReads):
             return
         self._many(
             cur,
-            "INSERT INTO dg_projection_cursor "
+            f"INSERT INTO {t.cursor} "
             "(tenant_id, projection_name, last_log_seq, updated_at) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (tenant_id, projection_name) DO UPDATE SET "
             "last_log_seq = excluded.last_log_seq, updated_at = excluded.updated_at",
@@ -219,10 +232,10 @@ class SqlProjector(SqlProjectionReads):
                 expected[trace_id] = seq
         return expected
 
-    def _write_graph(self, cur: Cursor, tenant_id: str, writes: BatchWrites) -> None:
+    def _write_graph(self, cur: Cursor, tenant_id: str, writes: BatchWrites, t: TableSet) -> None:
         self._many(
             cur,
-            f"INSERT INTO dg_cg_nodes (tenant_id, {NODE_COLS}) VALUES (?, ?, ?, ?, ?, ?) "
+            f"INSERT INTO {t.nodes} (tenant_id, {NODE_COLS}) VALUES (?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (tenant_id, node_id) DO NOTHING",
             [
                 (tenant_id, n.node_id, n.node_type, n.trace_id, n.log_seq, n.created_at)
@@ -231,7 +244,7 @@ class SqlProjector(SqlProjectionReads):
         )
         self._many(
             cur,
-            f"INSERT INTO dg_cg_edges (tenant_id, {EDGE_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            f"INSERT INTO {t.edges} (tenant_id, {EDGE_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (tenant_id, edge_id) DO NOTHING",
             [
                 (
@@ -248,12 +261,14 @@ class SqlProjector(SqlProjectionReads):
             ],
         )
 
-    def _write_summaries(self, cur: Cursor, tenant_id: str, writes: BatchWrites) -> None:
+    def _write_summaries(
+        self, cur: Cursor, tenant_id: str, writes: BatchWrites, t: TableSet
+    ) -> None:
         self._many(
             cur,
-            f"INSERT INTO dg_trace_summary (tenant_id, {SUMMARY_COLS}) "
+            f"INSERT INTO {t.summary} (tenant_id, {SUMMARY_COLS}) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_id, trace_id) DO UPDATE "
-            "SET event_count = dg_trace_summary.event_count + 1, "
+            f"SET event_count = {t.summary}.event_count + 1, "
             "last_log_seq = excluded.last_log_seq",
             [
                 (
@@ -274,7 +289,7 @@ class SqlProjector(SqlProjectionReads):
         )
         self._many(
             cur,
-            "UPDATE dg_trace_summary SET outcome = ?, finished_at = ?, "
+            f"UPDATE {t.summary} SET outcome = ?, finished_at = ?, "
             "event_count = event_count + 1, last_log_seq = ? WHERE tenant_id = ? AND trace_id = ?",
             [
                 (f.outcome, f.finished_at, f.log_seq, tenant_id, f.trace_id)
@@ -282,10 +297,12 @@ class SqlProjector(SqlProjectionReads):
             ],
         )
 
-    def _write_policy_index(self, cur: Cursor, tenant_id: str, writes: BatchWrites) -> None:
+    def _write_policy_index(
+        self, cur: Cursor, tenant_id: str, writes: BatchWrites, t: TableSet
+    ) -> None:
         self._many(
             cur,
-            "INSERT INTO dg_policy_eval_index (tenant_id, index_id, trace_id, policy_id, "
+            f"INSERT INTO {t.policy} (tenant_id, index_id, trace_id, policy_id, "
             "policy_version, log_seq, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (tenant_id, index_id) DO NOTHING",
             [
@@ -308,6 +325,7 @@ class SqlProjector(SqlProjectionReads):
         tenant_id: str,
         trace_ids: Sequence[str],
         batch: Sequence[StoredEvent],
+        t: TableSet,
     ) -> None:
         """Rebuild the precedent rows of traces that just finished (spec 8.7).
 
@@ -337,7 +355,7 @@ class SqlProjector(SqlProjectionReads):
                 by_trace[event.trace_id].append(event)
         self._many(
             cur,
-            "DELETE FROM dg_precedent_index WHERE tenant_id = ? AND trace_id = ?",
+            f"DELETE FROM {t.precedent} WHERE tenant_id = ? AND trace_id = ?",
             [(tenant_id, trace_id) for trace_id in by_trace],
         )
         new_rows: list[PrecedentRow] = []
@@ -345,7 +363,7 @@ class SqlProjector(SqlProjectionReads):
             new_rows.extend(precedent_rows(events))
         self._many(
             cur,
-            f"INSERT INTO dg_precedent_index (tenant_id, {PRECEDENT_COLS}) "
+            f"INSERT INTO {t.precedent} (tenant_id, {PRECEDENT_COLS}) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
@@ -366,24 +384,25 @@ class SqlProjector(SqlProjectionReads):
 
     def reset_projections(self, tenant_id: str, projections: Sequence[str] | None = None) -> None:
         """Delete the rows and cursors of the named (default: all) projections."""
-        names = self._projection_names(projections)
+        self._reset(tenant_id, self._projection_names(projections), LIVE)
+
+    def _reset(self, tenant_id: str, names: Sequence[str], t: TableSet) -> None:
         with self._write() as cur:
             self._lock_projections(cur, tenant_id, names)
             for name in names:
-                for table in PROJECTION_TABLES[name]:
+                for table in t.of(name):
                     self._x(cur, f"DELETE FROM {table} WHERE tenant_id = ?", (tenant_id,))
             marks = ", ".join("?" for _ in names)
             self._x(
                 cur,
-                "DELETE FROM dg_projection_cursor WHERE tenant_id = ? "
-                f"AND projection_name IN ({marks})",
+                f"DELETE FROM {t.cursor} WHERE tenant_id = ? AND projection_name IN ({marks})",
                 (tenant_id, *names),
             )
 
-    def digests(self, tenant_id: str) -> Digests:
-        graph = context_graph_digest(self.iter_nodes(tenant_id), self.iter_edges(tenant_id))
+    def digests(self, tenant_id: str, t: TableSet = LIVE) -> Digests:
+        graph = context_graph_digest(self.iter_nodes(tenant_id, t), self.iter_edges(tenant_id, t))
         return combine(
             graph,
-            array_digest(self.iter_summaries(tenant_id)),
-            array_digest(self.iter_precedents(tenant_id)),
+            array_digest(self.iter_summaries(tenant_id, t)),
+            array_digest(self.iter_precedents(tenant_id, t)),
         )
