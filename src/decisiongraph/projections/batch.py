@@ -61,19 +61,27 @@ def fold_events(
     expected_seq: Mapping[str, int] | None = None,
     *,
     check_hashes: bool = True,
+    skip: frozenset[int] = frozenset(),
 ) -> BatchWrites:
     """Check and fold ``events`` (ascending log_seq) into one batch of writes.
 
     ``expected_seq`` gives the next trace_seq for traces that began before the
     batch (see :func:`traces_needing_history`); others must start at 0.
     ``check_hashes`` re-hashes payloads read back from storage; events that
-    were hashed a moment ago in the same transaction may skip it.
+    were hashed a moment ago in the same transaction may skip it. Events whose
+    log_seq is in ``skip`` (an operator's audited decision) advance the cursor
+    and the trace tracker but write nothing.
     """
     tracker: dict[str, int] = dict(expected_seq or {})
     out = BatchWrites()
     nodes = out.nodes
     edges = out.edges
     for event in events:
+        if event.log_seq in skip:
+            tracker[event.trace_id] = event.trace_seq + 1
+            out.last_log_seq = event.log_seq
+            out.event_count += 1
+            continue
         if check_hashes and payload_hash(event.payload) != event.payload_hash:
             raise ConflictError(
                 f"Payload hash mismatch at log_seq {event.log_seq}",

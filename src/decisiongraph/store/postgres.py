@@ -70,6 +70,7 @@ class PostgresEventStore(SqlEventStore):
     """PostgreSQL implementation of the event store (psycopg 3)."""
 
     placeholder = "%s"
+    db_epoch_sql = "EXTRACT(EPOCH FROM clock_timestamp())::float8"
 
     def __init__(self, url: str, *, clock: Clock = system_clock, migrate: bool = True) -> None:
         super().__init__(url, clock)

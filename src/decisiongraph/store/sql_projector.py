@@ -131,19 +131,51 @@ class SqlProjector(SqlProjectionReads):
                 low = min(cursors.values())
                 if until_log_seq is not None and low >= until_log_seq:
                     return applied
-                where, params = self._event_filter(tenant_id, low, until_log_seq, None, None)
-                rows = self._x(
-                    cur, EVENT_SELECT + where + " ORDER BY log_seq LIMIT ?", [*params, batch_size]
-                ).fetchall()
-                if not rows:
+                events = self._fetch_after(cur, tenant_id, low, batch_size, until_log_seq)
+                if not events:
                     return applied
-                events = [event_from_row(row) for row in rows]
+                skipped = self._skipped(cur, tenant_id, low, events[-1].log_seq)
                 for start in sorted(set(cursors.values())):
                     group = tuple(name for name in names if cursors[name] == start)
                     subset = [event for event in events if event.log_seq > start]
-                    if subset:
+                    if not subset:
+                        continue
+                    if any(skipped.get(name) for name in group):
+                        for name in group:  # skips differ per projection
+                            skip = skipped.get(name, frozenset())
+                            self._apply(cur, tenant_id, subset, start, (name,), t=t, skip=skip)
+                    else:
                         self._apply(cur, tenant_id, subset, start, group, t=t)
                 applied += len(events)
+
+    def _fetch_after(
+        self,
+        cur: Cursor,
+        tenant_id: str,
+        after: int,
+        limit: int,
+        until_log_seq: int | None = None,
+    ) -> list[StoredEvent]:
+        where, params = self._event_filter(tenant_id, after, until_log_seq, None, None)
+        rows = self._x(
+            cur, EVENT_SELECT + where + " ORDER BY log_seq LIMIT ?", [*params, limit]
+        ).fetchall()
+        return [event_from_row(row) for row in rows]
+
+    def _skipped(
+        self, cur: Cursor, tenant_id: str, low: int, high: int
+    ) -> dict[str, frozenset[int]]:
+        """Events an operator chose to skip, per projection, in (low, high]."""
+        rows = self._x(
+            cur,
+            "SELECT projection_name, log_seq FROM dg_dead_letter WHERE tenant_id = ? "
+            "AND status = 'skipped' AND log_seq > ? AND log_seq <= ?",
+            (tenant_id, low, high),
+        ).fetchall()
+        found: dict[str, set[int]] = {}
+        for name, seq in rows:
+            found.setdefault(str(name), set()).add(int(seq))
+        return {name: frozenset(seqs) for name, seqs in found.items()}
 
     @staticmethod
     def _projection_names(projections: Sequence[str] | None) -> tuple[str, ...]:
@@ -165,6 +197,7 @@ class SqlProjector(SqlProjectionReads):
         names: Sequence[str],
         expected: Mapping[str, int] | None = None,
         t: TableSet = LIVE,
+        skip: frozenset[int] = frozenset(),
     ) -> None:
         """Fold ``events`` and write the named projections' rows and cursors.
 
@@ -175,7 +208,7 @@ class SqlProjector(SqlProjectionReads):
         from_log = expected is None
         if expected is None:
             expected = self._expected_trace_seqs(cur, tenant_id, events, cursor)
-        writes = fold_events(events, expected, check_hashes=from_log)
+        writes = fold_events(events, expected, check_hashes=from_log, skip=skip)
         if CONTEXT_GRAPH in names:
             self._write_graph(cur, tenant_id, writes, t)
         if TRACE_SUMMARY in names:

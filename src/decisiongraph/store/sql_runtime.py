@@ -1,0 +1,486 @@
+"""What the projection runtime keeps in the database, over SQL.
+
+Leases say which worker owns a (tenant, projection); dead letters hold events
+a projection could not apply (it stops there); the state table carries the
+last error and a rebuild in progress; the audit log records every operator
+action. Online rebuilds fill the shadow tables and swap them in atomically.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from decisiongraph.core.errors import ConflictError, InvalidArgumentError, NotFoundError
+from decisiongraph.projections.digests import Digests
+from decisiongraph.store.columns import EVENT_COLUMNS
+from decisiongraph.store.sql_backend import Cursor
+from decisiongraph.store.sql_projector import SqlProjector
+from decisiongraph.store.tables import LIVE, SHADOW
+
+DEAD_LETTER_COLUMNS = (
+    "id, tenant_id, projection_name, log_seq, event_id, error_code, message, attempts, "
+    "first_seen_at, last_seen_at, status, resolved_at, resolution"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    id: int
+    tenant_id: str
+    projection_name: str
+    log_seq: int
+    event_id: str
+    error_code: str
+    message: str
+    attempts: int
+    first_seen_at: str
+    last_seen_at: str
+    status: str  # open | retry | skipped | resolved
+    resolved_at: str | None
+    resolution: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    tenant_id: str
+    projection_name: str
+    owner: str
+    expires_in: float  # seconds left by the database's clock (negative: expired)
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectionState:
+    last_error: str | None
+    last_error_at: str | None
+    rebuilding: bool
+    rebuild_owner: str | None
+    rebuild_started_at: str | None
+    updated_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    id: int
+    tenant_id: str
+    at: str
+    actor: str
+    action: str
+    target: str
+    reason: str
+    details: dict[str, Any]
+
+
+class SqlRuntime(SqlProjector):
+    """Leases, dead letters, worker state, audit and online rebuilds."""
+
+    #: SQL for "now" in epoch seconds by the database's own clock.
+    db_epoch_sql = "(julianday('now') - 2440587.5) * 86400.0"
+
+    # -- leases ----------------------------------------------------------------
+    def acquire_lease(self, tenant_id: str, projection: str, owner: str, ttl: float) -> bool:
+        """Take or renew the lease; True when ``owner`` holds it afterwards."""
+        now = self.db_epoch_sql
+        with self._write() as cur:
+            self._x(
+                cur,
+                "INSERT INTO dg_projection_lease (tenant_id, projection_name, owner, acquired_at, "
+                f"expires_at) VALUES (?, ?, ?, {now}, {now} + ?) "
+                "ON CONFLICT (tenant_id, projection_name) DO UPDATE SET "
+                "owner = excluded.owner, expires_at = excluded.expires_at, acquired_at = CASE "
+                "WHEN dg_projection_lease.owner = excluded.owner "
+                "THEN dg_projection_lease.acquired_at ELSE excluded.acquired_at END "
+                f"WHERE dg_projection_lease.owner = excluded.owner "
+                f"OR dg_projection_lease.expires_at < {now}",
+                (tenant_id, projection, owner, ttl),
+            )
+            row = self._x(
+                cur,
+                "SELECT owner FROM dg_projection_lease WHERE tenant_id = ? AND projection_name = ?",
+                (tenant_id, projection),
+            ).fetchone()
+        return row is not None and row[0] == owner
+
+    def release_lease(self, tenant_id: str, projection: str, owner: str) -> None:
+        with self._write() as cur:
+            self._x(
+                cur,
+                "DELETE FROM dg_projection_lease WHERE tenant_id = ? AND projection_name = ? "
+                "AND owner = ?",
+                (tenant_id, projection, owner),
+            )
+
+    def leases(self, tenant_id: str) -> dict[str, Lease]:
+        with self._read() as cur:
+            rows = self._x(
+                cur,
+                f"SELECT projection_name, owner, expires_at - {self.db_epoch_sql} "
+                "FROM dg_projection_lease WHERE tenant_id = ?",
+                (tenant_id,),
+            ).fetchall()
+        return {row[0]: Lease(tenant_id, row[0], row[1], float(row[2])) for row in rows}
+
+    # -- worker state ------------------------------------------------------------
+    def _upsert_state(self, cur: Cursor, tenant_id: str, projection: str, **values: Any) -> None:
+        columns = ["tenant_id", "projection_name", "updated_at", *values]
+        params = [tenant_id, projection, self._now(), *values.values()]
+        updates = ", ".join(f"{name} = excluded.{name}" for name in columns[2:])
+        self._x(
+            cur,
+            f"INSERT INTO dg_projection_state ({', '.join(columns)}) VALUES "
+            f"({', '.join('?' for _ in columns)}) "
+            f"ON CONFLICT (tenant_id, projection_name) DO UPDATE SET {updates}",
+            params,
+        )
+
+    def set_projection_error(self, tenant_id: str, projection: str, error: str | None) -> None:
+        """Record (or clear, with None) the last error a worker met."""
+        with self._write() as cur:
+            self._upsert_state(
+                cur,
+                tenant_id,
+                projection,
+                last_error=error,
+                last_error_at=None if error is None else self._now(),
+            )
+
+    def projection_states(self, tenant_id: str) -> dict[str, ProjectionState]:
+        with self._read() as cur:
+            rows = self._x(
+                cur,
+                "SELECT projection_name, last_error, last_error_at, rebuilding, rebuild_owner, "
+                "rebuild_started_at, updated_at FROM dg_projection_state WHERE tenant_id = ?",
+                (tenant_id,),
+            ).fetchall()
+        return {
+            row[0]: ProjectionState(row[1], row[2], bool(row[3]), row[4], row[5], row[6])
+            for row in rows
+        }
+
+    def cursor_updated_at(self, tenant_id: str) -> dict[str, str]:
+        with self._read() as cur:
+            rows = self._x(
+                cur,
+                "SELECT projection_name, updated_at FROM dg_projection_cursor WHERE tenant_id = ?",
+                (tenant_id,),
+            ).fetchall()
+        return {row[0]: row[1] for row in rows}
+
+    def recorded_at(self, tenant_id: str, log_seq: int) -> str | None:
+        """When the event at ``log_seq`` was stored (lag in seconds starts there)."""
+        with self._read() as cur:
+            row = self._x(
+                cur,
+                "SELECT recorded_at FROM dg_event_log WHERE tenant_id = ? AND log_seq = ?",
+                (tenant_id, log_seq),
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    # -- dead letters ------------------------------------------------------------
+    def add_dead_letter(
+        self,
+        tenant_id: str,
+        projection: str,
+        log_seq: int,
+        event_id: str,
+        code: str,
+        message: str,
+        attempts: int,
+        first_seen_at: str,
+    ) -> DeadLetter:
+        """Park ``log_seq`` for ``projection``; a repeat failure bumps attempts."""
+        now = self._now()
+        with self._write() as cur:
+            self._x(
+                cur,
+                "INSERT INTO dg_dead_letter (tenant_id, projection_name, log_seq, event_id, "
+                "error_code, message, attempts, first_seen_at, last_seen_at, status) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'open') "
+                "ON CONFLICT (tenant_id, projection_name, log_seq) DO UPDATE SET "
+                "error_code = excluded.error_code, message = excluded.message, "
+                "attempts = dg_dead_letter.attempts + excluded.attempts, "
+                "last_seen_at = excluded.last_seen_at, status = 'open', resolved_at = NULL, "
+                "resolution = NULL",
+                (
+                    tenant_id,
+                    projection,
+                    log_seq,
+                    event_id,
+                    code,
+                    message,
+                    attempts,
+                    first_seen_at,
+                    now,
+                ),
+            )
+            self._upsert_state(
+                cur, tenant_id, projection, last_error=f"{code}: {message}", last_error_at=now
+            )
+        found = self.dead_letters(tenant_id, projection=projection, log_seq=log_seq)
+        return found[0]
+
+    def dead_letters(
+        self,
+        tenant_id: str | None = None,
+        *,
+        projection: str | None = None,
+        status: str | None = None,
+        log_seq: int | None = None,
+    ) -> list[DeadLetter]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, value in (
+            ("tenant_id", tenant_id),
+            ("projection_name", projection),
+            ("status", status),
+            ("log_seq", log_seq),
+        ):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        with self._read() as cur:
+            rows = self._x(
+                cur, f"SELECT {DEAD_LETTER_COLUMNS} FROM dg_dead_letter{where} ORDER BY id", params
+            ).fetchall()
+        return [DeadLetter(*row) for row in rows]
+
+    def get_dead_letter(self, tenant_id: str, dead_letter_id: int) -> DeadLetter:
+        with self._read() as cur:
+            row = self._x(
+                cur,
+                f"SELECT {DEAD_LETTER_COLUMNS} FROM dg_dead_letter WHERE tenant_id = ? AND id = ?",
+                (tenant_id, dead_letter_id),
+            ).fetchone()
+        if row is None:
+            raise NotFoundError(f"No dead letter {dead_letter_id}", details={"id": dead_letter_id})
+        return DeadLetter(*row)
+
+    def resolve_dead_letter(
+        self, tenant_id: str, dead_letter_id: int, *, action: str, actor: str, reason: str
+    ) -> DeadLetter:
+        """``retry`` (after a fix) or ``skip`` (never silent: audited) a dead letter."""
+        if action not in ("retry", "skip"):
+            raise InvalidArgumentError("action must be 'retry' or 'skip'")
+        if not reason or not reason.strip():
+            raise InvalidArgumentError("A reason is required")
+        letter = self.get_dead_letter(tenant_id, dead_letter_id)
+        if letter.status not in ("open", "retry"):
+            raise ConflictError(
+                f"Dead letter {dead_letter_id} is already {letter.status}",
+                details={"status": letter.status},
+            )
+        status = "retry" if action == "retry" else "skipped"
+        now = self._now()
+        with self._write() as cur:
+            self._x(
+                cur,
+                "UPDATE dg_dead_letter SET status = ?, resolution = ?, resolved_at = ? "
+                "WHERE tenant_id = ? AND id = ?",
+                (status, reason, now if status == "skipped" else None, tenant_id, dead_letter_id),
+            )
+            self._audit(
+                cur,
+                tenant_id,
+                actor,
+                f"dead_letter.{action}",
+                f"{letter.projection_name}@{letter.log_seq}",
+                reason,
+                {"dead_letter_id": dead_letter_id, "event_id": letter.event_id},
+            )
+        return self.get_dead_letter(tenant_id, dead_letter_id)
+
+    def mark_dead_letters_resolved(self, tenant_id: str, projection: str, up_to: int) -> None:
+        """Letters being retried whose event has now been applied are done."""
+        with self._write() as cur:
+            self._x(
+                cur,
+                "UPDATE dg_dead_letter SET status = 'resolved', resolved_at = ? "
+                "WHERE tenant_id = ? AND projection_name = ? AND status = 'retry' AND log_seq <= ?",
+                (self._now(), tenant_id, projection, up_to),
+            )
+            self._upsert_state(cur, tenant_id, projection, last_error=None, last_error_at=None)
+
+    # -- audit -------------------------------------------------------------------
+    def _audit(
+        self,
+        cur: Cursor,
+        tenant_id: str,
+        actor: str,
+        action: str,
+        target: str,
+        reason: str,
+        details: dict[str, Any],
+    ) -> None:
+        self._x(
+            cur,
+            "INSERT INTO dg_audit_log (tenant_id, at, actor, action, target, reason, details_json) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                tenant_id,
+                self._now(),
+                actor,
+                action,
+                target,
+                reason,
+                json.dumps(details, sort_keys=True),
+            ),
+        )
+
+    def record_audit(
+        self,
+        tenant_id: str,
+        *,
+        actor: str,
+        action: str,
+        target: str,
+        reason: str,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        with self._write() as cur:
+            self._audit(cur, tenant_id, actor, action, target, reason, details or {})
+
+    def audit_log(self, tenant_id: str, limit: int = 100) -> list[AuditEntry]:
+        with self._read() as cur:
+            rows = self._x(
+                cur,
+                "SELECT id, tenant_id, at, actor, action, target, reason, details_json "
+                "FROM dg_audit_log WHERE tenant_id = ? ORDER BY id DESC LIMIT ?",
+                (tenant_id, limit),
+            ).fetchall()
+        return [
+            AuditEntry(row[0], row[1], row[2], row[3], row[4], row[5], row[6], json.loads(row[7]))
+            for row in rows
+        ]
+
+    # -- online rebuild ----------------------------------------------------------
+    def begin_rebuild(self, tenant_id: str, projection: str, owner: str) -> None:
+        """Claim the rebuild of a projection and empty its shadow tables."""
+        names = self._projection_names([projection])
+        with self._write() as cur:
+            row = self._x(
+                cur,
+                "SELECT rebuilding, rebuild_owner FROM dg_projection_state "
+                "WHERE tenant_id = ? AND projection_name = ?",
+                (tenant_id, projection),
+            ).fetchone()
+            if row is not None and row[0]:
+                raise ConflictError(
+                    f"{projection} of tenant {tenant_id} is already being rebuilt by {row[1]}",
+                    details={"owner": row[1]},
+                )
+            self._upsert_state(
+                cur,
+                tenant_id,
+                projection,
+                rebuilding=1,
+                rebuild_owner=owner,
+                rebuild_started_at=self._now(),
+            )
+        self._reset(tenant_id, names, SHADOW)
+
+    def rebuild_step(self, tenant_id: str, projection: str, batch_size: int) -> int:
+        """Apply one batch to the shadow copy; returns events read (0: caught up)."""
+        cursor = self._shadow_cursor(tenant_id, projection)
+        return self._catch_up(tenant_id, (projection,), batch_size, cursor + batch_size, SHADOW)
+
+    def shadow_cursor(self, tenant_id: str, projection: str) -> int:
+        return self._shadow_cursor(tenant_id, projection)
+
+    def _shadow_cursor(self, tenant_id: str, projection: str) -> int:
+        with self._read() as cur:
+            return self._cursors(cur, tenant_id, SHADOW)[projection]
+
+    def swap_rebuild(self, tenant_id: str, projection: str) -> int:
+        """Finish the shadow copy and make it live, in one transaction.
+
+        Under the projection's lock the shadow catches up to the head, then
+        replaces the live rows and cursor: readers see the old rows or the
+        new ones, never a mix. Returns the live cursor afterwards.
+        """
+        names = (projection,)
+        with self._write() as cur:
+            self._lock_projections(cur, tenant_id, names)
+            while True:
+                start = self._cursors(cur, tenant_id, SHADOW)[projection]
+                rows = self._fetch_after(cur, tenant_id, start, 5000)
+                if not rows:
+                    break
+                self._apply(cur, tenant_id, rows, start, names, t=SHADOW)
+            seq = self._cursors(cur, tenant_id, SHADOW)[projection]
+            for live_table, shadow_table in zip(
+                LIVE.of(projection), SHADOW.of(projection), strict=True
+            ):
+                columns = self._columns_of(live_table)
+                self._x(cur, f"DELETE FROM {live_table} WHERE tenant_id = ?", (tenant_id,))
+                self._x(
+                    cur,
+                    f"INSERT INTO {live_table} ({columns}) SELECT {columns} FROM {shadow_table} "
+                    "WHERE tenant_id = ?",
+                    (tenant_id,),
+                )
+                self._x(cur, f"DELETE FROM {shadow_table} WHERE tenant_id = ?", (tenant_id,))
+            self._advance(cur, tenant_id, names, seq, LIVE)
+            self._x(
+                cur,
+                "DELETE FROM dg_shadow_projection_cursor WHERE tenant_id = ? "
+                "AND projection_name = ?",
+                (tenant_id, projection),
+            )
+        return seq
+
+    def end_rebuild(self, tenant_id: str, projection: str) -> None:
+        """Release the rebuild claim (also after a failed rebuild)."""
+        with self._write() as cur:
+            self._upsert_state(
+                cur,
+                tenant_id,
+                projection,
+                rebuilding=0,
+                rebuild_owner=None,
+                rebuild_started_at=None,
+            )
+
+    def shadow_digests(self, tenant_id: str) -> Digests:
+        return self.digests(tenant_id, SHADOW)
+
+    @staticmethod
+    def _columns_of(table: str) -> str:
+        base = table.replace("dg_shadow_", "dg_", 1)
+        return {
+            "dg_cg_nodes": (
+                "tenant_id, node_id, node_type, trace_id, log_seq, created_at, metadata_json"
+            ),
+            "dg_cg_edges": (
+                "tenant_id, edge_id, edge_type, from_node_id, to_node_id, trace_id, log_seq, "
+                "created_at, metadata_json"
+            ),
+            "dg_trace_summary": (
+                "tenant_id, trace_id, workflow, title, primary_entity_type, primary_entity_id, "
+                "outcome, started_at, finished_at, event_count, last_log_seq"
+            ),
+            "dg_policy_eval_index": (
+                "tenant_id, index_id, trace_id, policy_id, policy_version, log_seq, created_at"
+            ),
+            "dg_precedent_index": (
+                "tenant_id, source_event_id, log_seq, trace_id, policy_id, policy_version, "
+                "exception_id, primary_entity_type, primary_entity_system, primary_entity_id"
+            ),
+        }[base]
+
+    # -- raw rows (replicas for replay and comparison) ---------------------------
+    def iter_raw_rows(
+        self, tenant_id: str, until_log_seq: int | None = None
+    ) -> Iterator[Sequence[Any]]:
+        """Stored rows in ``EVENT_COLUMNS`` order, streamed, up to a position."""
+        sql = f"SELECT {', '.join(EVENT_COLUMNS)} FROM dg_event_log WHERE tenant_id = ?"
+        params: list[Any] = [tenant_id]
+        if until_log_seq is not None:
+            sql += " AND log_seq <= ?"
+            params.append(until_log_seq)
+        return self._stream(self._sql(sql + " ORDER BY log_seq"), params)
