@@ -9,6 +9,7 @@ serialize on a transaction-scoped advisory lock.
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
@@ -32,6 +33,7 @@ from decisiongraph.store.columns import EVENT_COLUMNS
 from decisiongraph.store.migrations import migration_files
 from decisiongraph.store.sql_base import SqlEventStore
 
+NOTIFY_CHANNEL = "dg_events"
 _MIGRATION_LOCK = 0x4447_4D49_4752  # "DGMIGR": one migrator at a time
 _COPY = f"COPY dg_event_log ({', '.join(EVENT_COLUMNS)}) FROM STDIN"
 _INSERT = (
@@ -72,8 +74,20 @@ class PostgresEventStore(SqlEventStore):
     placeholder = "%s"
     db_epoch_sql = "EXTRACT(EPOCH FROM clock_timestamp())::float8"
 
-    def __init__(self, url: str, *, clock: Clock = system_clock, migrate: bool = True) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        clock: Clock = system_clock,
+        migrate: bool = True,
+        notify: bool | None = None,
+    ) -> None:
         super().__init__(url, clock)
+        # NOTIFY wakes workers in other processes; DG_NOTIFY=0 turns it off
+        # (workers then find new events by polling alone).
+        if notify is None:
+            notify = os.environ.get("DG_NOTIFY", "1") != "0"
+        self._notify = notify
         self._lock = threading.RLock()
         try:
             self._conn = psycopg.connect(url, autocommit=True)
@@ -130,6 +144,10 @@ class PostgresEventStore(SqlEventStore):
         ).fetchone()
         assert row is not None
         return (int(row[0]), str(row[1]))
+
+    def _announce(self, cur: psycopg.Cursor[Any], tenant_id: str, last_log_seq: int) -> None:
+        if self._notify:
+            cur.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, f"{last_log_seq}:{tenant_id}"))
 
     def _lock_projections(
         self, cur: psycopg.Cursor[Any], tenant_id: str, names: Sequence[str]

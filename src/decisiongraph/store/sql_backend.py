@@ -9,7 +9,7 @@ lock, a few dialect-specific lookups, and streaming.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -82,6 +82,22 @@ class SqlBackend:
     def __init__(self, url: str, clock: Clock = system_clock) -> None:
         self._url = url
         self._clock = clock
+        self._append_listeners: list[Callable[[str, int], None]] = []
+
+    def add_append_listener(self, listener: Callable[[str, int], None]) -> None:
+        """Call ``listener(tenant_id, last_log_seq)`` after each committed append.
+
+        In-process wake-ups for projection workers; other processes learn of
+        appends through the backend's notifications (PostgreSQL NOTIFY).
+        """
+        self._append_listeners.append(listener)
+
+    def remove_append_listener(self, listener: Callable[[str, int], None]) -> None:
+        if listener in self._append_listeners:
+            self._append_listeners.remove(listener)
+
+    def _announce(self, cur: Cursor, tenant_id: str, last_log_seq: int) -> None:
+        """Inside the append transaction: tell other processes (on commit)."""
 
     # -- hooks for backends ------------------------------------------------
     def _write(self) -> AbstractContextManager[Cursor]:

@@ -66,6 +66,7 @@ class SqlLog(SqlBackend):
                         "WHERE tenant_id = ?",
                         (plan.last_log_seq, plan.last_chain_hash, tenant_id),
                     )
+                    self._announce(cur, tenant_id, plan.last_log_seq)
                     if project:
                         projected = self._project_inline(
                             cur, tenant_id, head[0], plan.results, heads
@@ -79,6 +80,9 @@ class SqlLog(SqlBackend):
             if translated.code == "DG_ERR_STORAGE":
                 translated = self._explain_storage_failure(tenant_id, items, translated)
             raise translated from exc
+        if plan.rows:
+            for listener in list(self._append_listeners):
+                listener(tenant_id, plan.last_log_seq)
         if project and not projected:
             target = max(event.log_seq for event in plan.results)
             self.project_pending(tenant_id, until_log_seq=target)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -196,6 +196,34 @@ class SQLiteEventStore(SqlEventStore):
 
     def _translate_error(self, exc: Exception) -> DecisionGraphError | None:
         return translate_sqlite_error(exc)
+
+    def load_raw_rows(self, tenant_id: str, rows: Iterable[Sequence[Any]]) -> int:
+        """Copy stored rows verbatim (a replica for replay and comparison).
+
+        Rows come from another store's ``iter_raw_rows``: already validated
+        and chained there, so they are inserted as they are.
+        """
+        count = 0
+        last: Sequence[Any] | None = None
+        batch: list[Sequence[Any]] = []
+        with self._write() as cur:
+            self._lock_log_head(cur, tenant_id)
+            for row in rows:
+                batch.append(row)
+                last = row
+                if len(batch) >= 5000:
+                    cur.executemany(_INSERT, batch)
+                    count += len(batch)
+                    batch.clear()
+            if batch:
+                cur.executemany(_INSERT, batch)
+                count += len(batch)
+            if last is not None:
+                cur.execute(
+                    "UPDATE dg_log_head SET last_log_seq = ?, chain_hash = ? WHERE tenant_id = ?",
+                    (last[1], last[-1], tenant_id),
+                )
+        return count
 
 
 def _split_statements(sql: str) -> list[str]:
