@@ -24,6 +24,7 @@ from decisiongraph.core.errors import InvalidArgumentError
 from decisiongraph.core.ids import new_id
 from decisiongraph.core.refs import ActorRef, SourceRef, as_dict
 from decisiongraph.projections.digests import Digests
+from decisiongraph.projections.rows import PROJECTION_NAMES
 from decisiongraph.query import events as event_queries
 from decisiongraph.query.graph import (
     EdgePage,
@@ -36,8 +37,13 @@ from decisiongraph.query.graph import (
 from decisiongraph.query.health import ProjectionHealth, get_projection_health
 from decisiongraph.query.precedents import PrecedentHit, PrecedentQuery, find_precedents
 from decisiongraph.query.traces import TraceSummary, get_trace_summary
+from decisiongraph.runtime.health import ProjectionStatus, projection_statuses
+from decisiongraph.runtime.supervisor import Supervisor, SupervisorConfig
+from decisiongraph.runtime.wait import wait_for_position
 from decisiongraph.store import EventStore, open_store
 from decisiongraph.store.chain import ChainProblem
+from decisiongraph.store.postgres import PostgresEventStore, is_postgres_url
+from decisiongraph.store.sql_base import SqlEventStore
 
 DEFAULT_PROJECTION_BATCH_SIZE = 1000
 
@@ -70,13 +76,41 @@ class DecisionGraph:
         clock: Clock = system_clock,
         project_on_append: bool = True,
         store: EventStore | None = None,
+        workers: bool = False,
+        worker_config: SupervisorConfig | None = None,
     ) -> None:
+        """Open ``target``; with ``workers`` also run the projection workers.
+
+        Embedded (SQLite) workers share this facade's connection; on
+        PostgreSQL each worker thread opens its own. Workers catch up
+        whatever is pending at start, without waiting for new traffic.
+        """
         if not tenant:
             raise InvalidArgumentError("tenant must be a non-empty string")
         self._store = store if store is not None else open_store(target, clock=clock)
         self._tenant = tenant
         self._clock = clock
         self._project_on_append = project_on_append
+        self._supervisor: Supervisor | None = None
+        if workers:
+            self._supervisor = self._start_workers(worker_config)
+
+    def _start_workers(self, config: SupervisorConfig | None) -> Supervisor:
+        store = self._runtime_store()
+        if is_postgres_url(store.url):
+            url = store.url
+            return Supervisor(lambda: PostgresEventStore(url), config).start()
+        return Supervisor(lambda: store, config, shared_store=True).start()
+
+    def _runtime_store(self) -> SqlEventStore:
+        if not isinstance(self._store, SqlEventStore):
+            raise InvalidArgumentError("This store does not support the projection runtime")
+        return self._store
+
+    @property
+    def supervisor(self) -> Supervisor | None:
+        """The in-process projection workers, when started with ``workers=True``."""
+        return self._supervisor
 
     @classmethod
     def from_postgres(cls, conninfo: str, **kwargs: Any) -> DecisionGraph:
@@ -100,6 +134,9 @@ class DecisionGraph:
         )
 
     def close(self) -> None:
+        if self._supervisor is not None:
+            self._supervisor.stop()
+            self._supervisor = None
         self._store.close()
 
     def __enter__(self) -> DecisionGraph:
@@ -429,6 +466,24 @@ class DecisionGraph:
     def digests(self) -> Digests:
         """Digests of the projections as they stand."""
         return self._store.digests(self._tenant)
+
+    def wait_for(
+        self,
+        log_seq: int,
+        timeout: float = 10.0,
+        projections: Sequence[str] = PROJECTION_NAMES,
+    ) -> bool:
+        """Block until the projections have applied ``log_seq`` (read your writes).
+
+        Returns False if ``timeout`` seconds pass first.
+        """
+        return wait_for_position(
+            self._store, self._tenant, log_seq, timeout=timeout, projections=projections
+        )
+
+    def projection_statuses(self) -> list[ProjectionStatus]:
+        """Cursor, lag, status, owner and last error of each projection."""
+        return projection_statuses(self._runtime_store(), self._tenant, clock=self._clock)
 
     def verify(self) -> ChainProblem | None:
         """Recompute the tenant's hash chain; the first problem, or None."""
