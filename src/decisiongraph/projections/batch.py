@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from decisiongraph.core.envelope import StoredEvent
 from decisiongraph.core.errors import ConflictError, EventSequenceInvalidError
 from decisiongraph.core.event_types import TRACE_FINISHED
-from decisiongraph.core.hashing import payload_hash
 from decisiongraph.projections.context_graph import graph_writes
 from decisiongraph.projections.policy_index import policy_eval_row
 from decisiongraph.projections.rows import (
@@ -60,15 +59,15 @@ def fold_events(
     events: Iterable[StoredEvent],
     expected_seq: Mapping[str, int] | None = None,
     *,
-    check_hashes: bool = True,
+    bad_hashes: frozenset[int] = frozenset(),
     skip: frozenset[int] = frozenset(),
 ) -> BatchWrites:
     """Check and fold ``events`` (ascending log_seq) into one batch of writes.
 
     ``expected_seq`` gives the next trace_seq for traces that began before the
     batch (see :func:`traces_needing_history`); others must start at 0.
-    ``check_hashes`` re-hashes payloads read back from storage; events that
-    were hashed a moment ago in the same transaction may skip it. Events whose
+    ``bad_hashes`` are the log_seqs whose stored payload failed its hash
+    check (spec 8.3 step 1); the store checks, the fold refuses. Events whose
     log_seq is in ``skip`` (an operator's audited decision) advance the cursor
     and the trace tracker but write nothing.
     """
@@ -82,7 +81,7 @@ def fold_events(
             out.last_log_seq = event.log_seq
             out.event_count += 1
             continue
-        if check_hashes and payload_hash(event.payload) != event.payload_hash:
+        if event.log_seq in bad_hashes:
             raise ConflictError(
                 f"Payload hash mismatch at log_seq {event.log_seq}",
                 details={"log_seq": event.log_seq, "event_id": event.event_id},

@@ -9,6 +9,7 @@ from decisiongraph.core.envelope import StoredEvent
 from decisiongraph.core.errors import (
     InvalidArgumentError,
 )
+from decisiongraph.core.hashing import sha256_text
 from decisiongraph.projections.batch import BatchWrites, fold_events, traces_needing_history
 from decisiongraph.projections.digests import (
     Digests,
@@ -131,7 +132,7 @@ class SqlProjector(SqlProjectionReads):
                 low = min(cursors.values())
                 if until_log_seq is not None and low >= until_log_seq:
                     return applied
-                events = self._fetch_after(cur, tenant_id, low, batch_size, until_log_seq)
+                events, bad = self._fetch_after(cur, tenant_id, low, batch_size, until_log_seq)
                 if not events:
                     return applied
                 skipped = self._skipped(cur, tenant_id, low, events[-1].log_seq)
@@ -143,9 +144,11 @@ class SqlProjector(SqlProjectionReads):
                     if any(skipped.get(name) for name in group):
                         for name in group:  # skips differ per projection
                             skip = skipped.get(name, frozenset())
-                            self._apply(cur, tenant_id, subset, start, (name,), t=t, skip=skip)
+                            self._apply(
+                                cur, tenant_id, subset, start, (name,), t=t, skip=skip, bad=bad
+                            )
                     else:
-                        self._apply(cur, tenant_id, subset, start, group, t=t)
+                        self._apply(cur, tenant_id, subset, start, group, t=t, bad=bad)
                 applied += len(events)
 
     def _fetch_after(
@@ -155,12 +158,19 @@ class SqlProjector(SqlProjectionReads):
         after: int,
         limit: int,
         until_log_seq: int | None = None,
-    ) -> list[StoredEvent]:
+    ) -> tuple[list[StoredEvent], frozenset[int]]:
+        """The next events after ``after``, and the log_seqs whose payload no
+        longer matches its hash.
+
+        Stored payloads are canonical JSON-P, so hashing the stored text is
+        the spec's re-hash of the re-parsed payload without re-encoding it.
+        """
         where, params = self._event_filter(tenant_id, after, until_log_seq, None, None)
         rows = self._x(
             cur, EVENT_SELECT + where + " ORDER BY log_seq LIMIT ?", [*params, limit]
         ).fetchall()
-        return [event_from_row(row) for row in rows]
+        bad = frozenset(int(row[1]) for row in rows if sha256_text(row[17]) != row[18])
+        return [event_from_row(row) for row in rows], bad
 
     def _skipped(
         self, cur: Cursor, tenant_id: str, low: int, high: int
@@ -198,17 +208,18 @@ class SqlProjector(SqlProjectionReads):
         expected: Mapping[str, int] | None = None,
         t: TableSet = LIVE,
         skip: frozenset[int] = frozenset(),
+        bad: frozenset[int] = frozenset(),
     ) -> None:
         """Fold ``events`` and write the named projections' rows and cursors.
 
         ``expected`` (next trace_seq per trace) is given by the inline path,
-        which has just checked it under the append lock; events read back from
-        the log are looked up and have their payload hashes re-checked.
+        which has just checked it under the append lock; for events read back
+        from the log it is looked up. ``bad`` are log_seqs whose stored payload
+        failed its hash check (see :meth:`_fetch_after`).
         """
-        from_log = expected is None
         if expected is None:
             expected = self._expected_trace_seqs(cur, tenant_id, events, cursor)
-        writes = fold_events(events, expected, check_hashes=from_log, skip=skip)
+        writes = fold_events(events, expected, bad_hashes=bad, skip=skip)
         if CONTEXT_GRAPH in names:
             self._write_graph(cur, tenant_id, writes, t)
         if TRACE_SUMMARY in names:

@@ -408,10 +408,13 @@ class SqlRuntime(SqlProjector):
             self._lock_projections(cur, tenant_id, names)
             while True:
                 start = self._cursors(cur, tenant_id, SHADOW)[projection]
-                rows = self._fetch_after(cur, tenant_id, start, 5000)
-                if not rows:
+                events, bad = self._fetch_after(cur, tenant_id, start, 5000)
+                if not events:
                     break
-                self._apply(cur, tenant_id, rows, start, names, t=SHADOW)
+                skip = self._skipped(cur, tenant_id, start, events[-1].log_seq).get(
+                    projection, frozenset()
+                )
+                self._apply(cur, tenant_id, events, start, names, t=SHADOW, skip=skip, bad=bad)
             seq = self._cursors(cur, tenant_id, SHADOW)[projection]
             for live_table, shadow_table in zip(
                 LIVE.of(projection), SHADOW.of(projection), strict=True
