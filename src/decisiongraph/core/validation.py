@@ -191,6 +191,21 @@ def _first_float(payload: Any, text: str) -> str | None:
     return _scan(payload, "$.payload")
 
 
+def _contains_nul(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return False
+
+
 def _json_safe_text(payload: Any) -> str:
     """Step 2: the payload must encode as JSON and as UTF-8."""
     try:
@@ -198,6 +213,10 @@ def _json_safe_text(payload: Any) -> str:
         text.encode("utf-8")
     except (TypeError, ValueError, RecursionError, UnicodeEncodeError) as exc:
         raise InvalidArgumentError(f"Payload is not JSON-serializable: {exc}") from exc
+    # PostgreSQL text cannot hold NUL and projections copy payload strings
+    # into text columns, so NUL is refused on every backend alike.
+    if "\\u0000" in text and _contains_nul(payload):
+        raise InvalidArgumentError("Payload strings must not contain NUL (U+0000)")
     return text
 
 

@@ -6,9 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from decisiongraph.core.envelope import StoredEvent
-from decisiongraph.core.errors import (
-    InvalidArgumentError,
-)
+from decisiongraph.core.errors import DecisionGraphError, InvalidArgumentError
 from decisiongraph.core.hashing import sha256_text
 from decisiongraph.projections.batch import BatchWrites, fold_events, traces_needing_history
 from decisiongraph.projections.digests import (
@@ -110,7 +108,15 @@ class SqlProjector(SqlProjectionReads):
         if batch_size <= 0:
             raise InvalidArgumentError("batch_size must be positive")
         names = self._projection_names(projections)
-        return self._catch_up(tenant_id, names, batch_size, until_log_seq, LIVE)
+        try:
+            return self._catch_up(tenant_id, names, batch_size, until_log_seq, LIVE)
+        except DecisionGraphError:
+            raise
+        except Exception as exc:
+            translated = self._translate_error(exc)
+            if translated is None:
+                raise
+            raise translated from exc
 
     def _catch_up(
         self,
