@@ -55,3 +55,10 @@ def run_worker_process(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return supervisor
+
+
+if __name__ == "__main__":  # python -m decisiongraph.runtime.process DB
+    import sys
+
+    logging.basicConfig(level=logging.INFO)
+    run_worker_process(sys.argv[1])

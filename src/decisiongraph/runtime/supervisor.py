@@ -73,8 +73,10 @@ class Supervisor:
         store = self._factory()
         store.add_append_listener(self._on_append)
         self._probe_store = store
+        self._listener: PostgresListener | None = None
         if self._config.listen and is_postgres_url(store.url):
-            PostgresListener(store.url, self.wakeup, self._stop).start()
+            self._listener = PostgresListener(store.url, self.wakeup, self._stop)
+            self._listener.start()
         self._discovery = threading.Thread(target=self._discover, name="dg-discover", daemon=True)
         self._discovery.start()
         return self
@@ -87,6 +89,8 @@ class Supervisor:
             thread.join(timeout)
         if self._discovery is not None:
             self._discovery.join(timeout)
+        if self._listener is not None:
+            self._listener.join(timeout)
         self._probe_store.remove_append_listener(self._on_append)
         if not self._shared:
             self._probe_store.close()

@@ -46,16 +46,16 @@ class PostgresListener(threading.Thread):
         super().__init__(name="dg-listen", daemon=True)
         self._url = url
         self._wakeup = wakeup
-        self._stop = stop
+        self._halt = stop
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             try:
                 with psycopg.connect(self._url, autocommit=True) as conn:
                     conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-                    while not self._stop.is_set():
+                    while not self._halt.is_set():
                         for _ in conn.notifies(timeout=0.5, stop_after=1):
                             self._wakeup.wake()
             except psycopg.Error as exc:
                 log.warning("notification listener lost its connection: %s", exc)
-                self._stop.wait(1.0)
+                self._halt.wait(1.0)

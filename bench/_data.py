@@ -1,0 +1,64 @@
+"""Shared helpers for the benchmarks: cached seeded logs and scratch databases."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+
+from decisiongraph.core.envelope import EventEnvelope, envelope_from_dict
+from decisiongraph.seed import generate_events
+from decisiongraph.store.sqlite import SQLiteEventStore
+
+DATA = Path(__file__).resolve().parent / ".data"
+PG_ADMIN = os.environ.get("DG_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+TENANT = "default"
+
+
+def seeded_envelopes(events: int, seed: int = 7) -> Iterator[list[EventEnvelope]]:
+    """Batches of 1,000 envelopes from the seed generator, ``events`` in all."""
+    batch: list[EventEnvelope] = []
+    for produced, raw in enumerate(generate_events(events // 9 + 50, seed), start=1):
+        batch.append(envelope_from_dict(raw))
+        if len(batch) == 1000:
+            yield batch
+            batch = []
+        if produced >= events:
+            break
+    if batch:
+        yield batch
+
+
+def seeded_sqlite(events: int) -> Path:
+    """A SQLite file holding ``events`` seeded events and no projections (cached)."""
+    DATA.mkdir(exist_ok=True)
+    path = DATA / f"log-{events}.db"
+    if not path.exists():
+        partial = path.with_suffix(".partial")
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(partial) + suffix).unlink(missing_ok=True)
+        store = SQLiteEventStore(partial)
+        for batch in seeded_envelopes(events):
+            store.append(TENANT, batch)
+        store.close()
+        for suffix in ("-wal", "-shm"):
+            Path(str(partial) + suffix).unlink(missing_ok=True)
+        partial.rename(path)
+    return path
+
+
+@contextlib.contextmanager
+def scratch_postgres() -> Iterator[str]:
+    """A throw-away PostgreSQL database, dropped afterwards."""
+    name = f"dg_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
