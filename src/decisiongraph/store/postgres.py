@@ -20,6 +20,7 @@ import psycopg
 from psycopg import errors as pg_errors
 
 from decisiongraph.core.clock import Clock, format_timestamp, system_clock
+from decisiongraph.core.envelope import StoredEvent
 from decisiongraph.core.errors import (
     ConflictError,
     DecisionGraphError,
@@ -28,9 +29,10 @@ from decisiongraph.core.errors import (
     StorageError,
 )
 from decisiongraph.core.hashing import GENESIS_CHAIN_HASH
-from decisiongraph.store.append_plan import Row, TraceHead
+from decisiongraph.store.append_plan import IdemKey, Row, TraceHead
 from decisiongraph.store.columns import EVENT_COLUMNS
 from decisiongraph.store.migrations import migration_files
+from decisiongraph.store.sql_backend import EVENT_SELECT, event_from_row
 from decisiongraph.store.sql_base import SqlEventStore
 
 NOTIFY_CHANNEL = "dg_events"
@@ -167,6 +169,24 @@ class PostgresEventStore(SqlEventStore):
             (tenant_id, list(trace_ids)),
         ).fetchall()
         return {row[0]: (int(row[1]), str(row[2])) for row in rows}
+
+    def _find_existing(
+        self, cur: psycopg.Cursor[Any], tenant_id: str, keys: Sequence[IdemKey]
+    ) -> dict[IdemKey, StoredEvent]:
+        """One index probe per key, the keys sent as two arrays (two parameters)."""
+        unique = list(dict.fromkeys(keys))
+        select = EVENT_SELECT.replace("SELECT ", "SELECT e.", 1).replace(", ", ", e.")
+        rows = cur.execute(
+            select.replace("FROM dg_event_log", "FROM unnest(%s::text[], %s::text[]) AS k(p, i) ")
+            + "JOIN dg_event_log e ON e.tenant_id = %s AND e.producer_id = k.p "
+            "AND e.idempotency_key = k.i",
+            ([p for p, _ in unique], [i for _, i in unique], tenant_id),
+        ).fetchall()
+        found: dict[IdemKey, StoredEvent] = {}
+        for row in rows:
+            event = event_from_row(row)
+            found[(event.source.producer_id, event.idempotency_key)] = event
+        return found
 
     def _insert_events(self, cur: psycopg.Cursor[Any], rows: Sequence[Row]) -> None:
         if len(rows) == 1:
