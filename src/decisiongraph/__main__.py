@@ -1,0 +1,5 @@
+"""``python -m decisiongraph``: the same command as ``decisiongraph``."""
+
+from decisiongraph.cli import main
+
+main()
