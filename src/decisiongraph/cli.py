@@ -121,7 +121,7 @@ def _output(file: str) -> AbstractContextManager[TextIO]:
     """The file to write, or stdout (left open) for '-'."""
     if file == "-":
         return nullcontext(sys.stdout)
-    return open(file, "w", encoding="utf-8")  # noqa: SIM115 - returned to a with block
+    return open(file, "w", encoding="utf-8")
 
 
 # -- commands ------------------------------------------------------------------
