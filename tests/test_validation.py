@@ -212,5 +212,6 @@ def test_canonical_json_vectors() -> None:
         "context_graph": "sha256:57501e5c6808b3e14852a4ea21dc7873abf9409032a06f9b740c973e83f62cf7",
         "trace_summary": empty_array,
         "precedent_index": empty_array,
-        "full_projection": "sha256:841804c04c283692e5a12d6303d274a8c10f5430b19c7cb7f2587e9297d37dde",
+        "full_projection": "sha256:"
+        "841804c04c283692e5a12d6303d274a8c10f5430b19c7cb7f2587e9297d37dde",
     }
