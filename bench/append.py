@@ -1,0 +1,158 @@
+"""Append throughput and latency, each beside the raw floor of the same rows.
+
+    .venv/bin/python bench/append.py [--batch-events 50000]
+
+1. Single append through the facade on in-memory SQLite: 400 EntityObserved
+   appends to one trace (spec 15), mean and p95 (linear interpolation), and
+   the same on a SQLite file and on PostgreSQL. Floor: one bare INSERT +
+   COMMIT per row into an equivalent table.
+2. Batch append (``store.append`` of 1,000 envelopes per transaction) on a
+   SQLite file and on PostgreSQL, events/s. Floor: bare ``executemany`` /
+   COPY of the same rows into an equivalent table without validation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+from _data import TENANT, scratch_postgres, seeded_envelopes
+
+from decisiongraph import ActorRef, DecisionGraph, EntityRef, SourceRef
+from decisiongraph.core.validation import validate_envelope
+from decisiongraph.store.append_plan import plan_append
+from decisiongraph.store.postgres import PostgresEventStore
+from decisiongraph.store.sqlite import SQLiteEventStore
+
+SOURCE = SourceRef("bench_agent", "bench")
+ACTOR = ActorRef("agent", "bench_bot")
+FLOOR_TABLE = (
+    "CREATE TABLE floor (tenant_id TEXT, log_seq BIGINT, event_id TEXT, trace_id TEXT, "
+    "trace_seq BIGINT, event_type TEXT, occurred_at TEXT, recorded_at TEXT, producer_id TEXT, "
+    "system TEXT, subsystem TEXT, actor_type TEXT, actor_id TEXT, correlation_id TEXT, "
+    "causation_event_id TEXT, idempotency_key TEXT, schema_version BIGINT, payload_json TEXT, "
+    "payload_hash TEXT, tags_json TEXT, chain_hash TEXT)"
+)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    index = (len(ordered) - 1) * fraction
+    low = int(index)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (index - low)
+
+
+def single_appends(target: str, count: int = 400) -> tuple[float, float]:
+    with DecisionGraph(target) as dg:
+        trace = dg.start_trace("bench", "single appends", EntityRef("account", "a0"), SOURCE, ACTOR)
+        for warm in range(20):
+            dg.observe_entity(trace, EntityRef("account", f"w{warm}"), "related", [], SOURCE, ACTOR)
+        timings = []
+        for index in range(count):
+            started = time.perf_counter()
+            dg.observe_entity(
+                trace, EntityRef("account", f"a{index}"), "related", [], SOURCE, ACTOR
+            )
+            timings.append((time.perf_counter() - started) * 1000)
+    return sum(timings) / len(timings), percentile(timings, 0.95)
+
+
+def sample_rows(events: int) -> list[tuple[object, ...]]:
+    envelopes = [e for batch in seeded_envelopes(events) for e in batch]
+    items = [validate_envelope(e) for e in envelopes]
+    return plan_append(TENANT, items, {}, {}, (0, "sha256:" + "0" * 64), "now").rows
+
+
+def sqlite_single_floor(rows: list[tuple[object, ...]]) -> float:
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.execute(FLOOR_TABLE)
+    insert = f"INSERT INTO floor VALUES ({', '.join('?' for _ in rows[0])})"
+    started = time.perf_counter()
+    for row in rows[:400]:
+        conn.execute("BEGIN")
+        conn.execute(insert, row)
+        conn.execute("COMMIT")
+    return (time.perf_counter() - started) / 400 * 1000
+
+
+def batch_sqlite(events: int, rows: list[tuple[object, ...]]) -> tuple[float, float]:
+    with tempfile.TemporaryDirectory() as folder:
+        store = SQLiteEventStore(Path(folder) / "batch.db")
+        batches = list(seeded_envelopes(events))
+        started = time.perf_counter()
+        for batch in batches:
+            store.append(TENANT, batch)
+        rate = events / (time.perf_counter() - started)
+        store.close()
+        conn = sqlite3.connect(Path(folder) / "floor.db", isolation_level=None)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute(FLOOR_TABLE)
+        insert = f"INSERT INTO floor VALUES ({', '.join('?' for _ in rows[0])})"
+        started = time.perf_counter()
+        for start in range(0, len(rows), 1000):
+            conn.execute("BEGIN")
+            conn.executemany(insert, rows[start : start + 1000])
+            conn.execute("COMMIT")
+        floor = len(rows) / (time.perf_counter() - started)
+    return rate, floor
+
+
+def batch_postgres(
+    events: int, rows: list[tuple[object, ...]]
+) -> tuple[float, float, float, float]:
+    with scratch_postgres() as url:
+        mean, p95 = single_appends(url, 200)
+        store = PostgresEventStore(url)
+        batches = list(seeded_envelopes(events))
+        started = time.perf_counter()
+        for batch in batches:
+            store.append(TENANT, batch)
+        rate = events / (time.perf_counter() - started)
+        store.close()
+        with psycopg.connect(url) as conn:
+            conn.execute(FLOOR_TABLE)
+            conn.commit()
+            started = time.perf_counter()
+            for start in range(0, len(rows), 1000):
+                with conn.cursor().copy("COPY floor FROM STDIN") as copy:
+                    for row in rows[start : start + 1000]:
+                        copy.write_row(row)
+                conn.commit()
+            floor = len(rows) / (time.perf_counter() - started)
+    return rate, floor, mean, p95
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--batch-events", type=int, default=50_000)
+    args = parser.parse_args()
+    rows = sample_rows(args.batch_events)
+    mean, p95 = single_appends(":memory:")
+    print(
+        f"single append, facade, :memory: SQLite   mean {mean:.3f} ms  p95 {p95:.3f} ms   "
+        f"(floor: bare INSERT+COMMIT {sqlite_single_floor(rows):.3f} ms)"
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        mean, p95 = single_appends(str(Path(folder) / "single.db"))
+    print(f"single append, facade, SQLite file       mean {mean:.3f} ms  p95 {p95:.3f} ms")
+    rate, floor = batch_sqlite(args.batch_events, rows)
+    print(
+        f"batch append 1000/tx, SQLite file        {rate:>9,.0f} ev/s   "
+        f"(floor executemany {floor:,.0f} rows/s)"
+    )
+    rate, floor, mean, p95 = batch_postgres(args.batch_events, rows)
+    print(f"single append, facade, PostgreSQL        mean {mean:.3f} ms  p95 {p95:.3f} ms")
+    print(
+        f"batch append 1000/tx, PostgreSQL         {rate:>9,.0f} ev/s   "
+        f"(floor COPY {floor:,.0f} rows/s)"
+    )
+
+
+if __name__ == "__main__":
+    main()
