@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import psycopg
-from _data import TENANT, scratch_postgres, seeded_envelopes
+from _data import TENANT, percentile, scratch_postgres, seeded_envelopes
 
 from decisiongraph import ActorRef, DecisionGraph, EntityRef, SourceRef
 from decisiongraph.core.validation import validate_envelope
@@ -37,14 +37,6 @@ FLOOR_TABLE = (
     "causation_event_id TEXT, idempotency_key TEXT, schema_version BIGINT, payload_json TEXT, "
     "payload_hash TEXT, tags_json TEXT, chain_hash TEXT)"
 )
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    index = (len(ordered) - 1) * fraction
-    low = int(index)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (index - low)
 
 
 def single_appends(target: str, count: int = 400) -> tuple[float, float]:

@@ -18,17 +18,9 @@ import sys
 import threading
 import time
 
-from _data import TENANT, scratch_postgres, seeded_envelopes
+from _data import TENANT, percentile, scratch_postgres, seeded_envelopes
 
 from decisiongraph.store.postgres import PostgresEventStore
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    index = (len(ordered) - 1) * fraction
-    low = int(index)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (index - low)
 
 
 def main() -> None:
