@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
+from functools import lru_cache
 from typing import Any
 
 from decisiongraph.core.clock import Clock, format_timestamp, system_clock
@@ -40,11 +41,35 @@ PRECEDENT_COLS = (
 LOOKUP_CHUNK = 400
 
 
+_DECODE = json.JSONDecoder().raw_decode  # stored JSON has no surrounding whitespace
+
+
+@lru_cache(maxsize=4096)
+def _source(producer_id: str, system: str, subsystem: str | None) -> SourceRef:
+    return SourceRef(producer_id, system, subsystem)
+
+
+@lru_cache(maxsize=4096)
+def _actor(actor_type: str, actor_id: str) -> ActorRef:
+    return ActorRef(actor_type, actor_id)
+
+
+@lru_cache(maxsize=4096)
+def _tags(text: str) -> tuple[str, ...]:
+    return tuple(json.loads(text))
+
+
 def event_from_row(row: Sequence[Any]) -> StoredEvent:
-    """Decode a row selected with ``EVENT_SELECT``."""
+    """Decode a row selected with ``EVENT_SELECT``.
+
+    Sources, actors and tag lists repeat across events, so their immutable
+    decoded forms are shared; replays decode millions of rows.
+    """
     try:
-        payload = json.loads(row[17])
-        tags = () if row[19] == "[]" else json.loads(row[19])
+        payload, end = _DECODE(row[17])
+        if end != len(row[17]):
+            raise ValueError("trailing data after the payload")
+        tags = () if row[19] == "[]" else _tags(row[19])
     except (ValueError, TypeError) as exc:
         raise StorageError(f"Corrupt stored JSON at log_seq {row[1]}: {exc}") from exc
     return StoredEvent(
@@ -56,15 +81,15 @@ def event_from_row(row: Sequence[Any]) -> StoredEvent:
         event_type=row[5],
         occurred_at=row[6],
         recorded_at=row[7],
-        source=SourceRef(row[8], row[9], row[10]),
-        actor=ActorRef(row[11], row[12]),
+        source=_source(row[8], row[9], row[10]),
+        actor=_actor(row[11], row[12]),
         correlation_id=row[13],
         causation_event_id=row[14],
         idempotency_key=row[15],
         schema_version=row[16],
         payload=payload,
         payload_hash=row[18],
-        tags=tuple(tags),
+        tags=tags,
         chain_hash=row[20],
     )
 
