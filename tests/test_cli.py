@@ -145,3 +145,25 @@ def test_replay_to_a_past_position(tmp_path: Path) -> None:
     assert dg("import", db, str(mixed)).returncode == 0
     assert replay_json(db, "--to", str(len(events))) == expected
     assert replay_json(db) != expected
+
+
+def test_runtime_commands(tmp_path: Path) -> None:
+    db = str(tmp_path / "rt.db")
+    assert dg("seed", db, "--traces", "20", "--seed", "2").returncode == 0
+    table = dg("projection-status", db)
+    assert table.returncode == 0
+    assert "context_graph" in table.stdout and "healthy" in table.stdout
+    assert dg("compare", db).stdout.strip() == "match"
+    refused = dg("rebuild", db, "--projection", "context_graph")
+    assert refused.returncode == 1 and "--reason" in refused.stderr
+    rebuilt = dg("rebuild", db, "--projection", "context_graph", "--reason", "drill")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert dg("compare", db).stdout.strip() == "match"
+    with sqlite3.connect(db) as conn:
+        audit = conn.execute("SELECT action, reason FROM dg_audit_log").fetchall()
+    assert ("projection.rebuild", "drill") in audit
+    assert json.loads(dg("dead-letters", "list", db).stdout) == []
+    skip = dg("dead-letters", "skip", db, "1", "--reason", "x")
+    assert skip.returncode == 1 and "--confirm skip" in skip.stderr
+    missing = dg("dead-letters", "retry", db, "1", "--reason", "x")
+    assert missing.returncode == 1 and "DG_ERR_NOT_FOUND" in missing.stderr
