@@ -39,31 +39,43 @@ class ProjectionWorker:
     owns_lease: bool = False
     parked: bool = False
     _failure: _Failure | None = None
+    _renewed_at: float = -1e9
+    _letters_checked_at: float = -1e9
+    _retrying: bool = False
 
     def step(self) -> int:
-        """Apply at most one batch; returns log events applied (0: nothing to do now)."""
-        self.owns_lease = self.store.acquire_lease(
-            self.tenant_id, self.projection, self.owner, self.lease_ttl
-        )
-        if not self.owns_lease:
+        """Apply at most one batch; returns log events applied (0: nothing to do now).
+
+        The lease is renewed every third of its time to live and dead letters
+        are looked at once a second, so an idle wake-up costs one transaction.
+        """
+        now = time.monotonic()
+        if not self.owns_lease or now - self._renewed_at > self.lease_ttl / 3:
+            self.owns_lease = self.store.acquire_lease(
+                self.tenant_id, self.projection, self.owner, self.lease_ttl
+            )
+            self._renewed_at = now
+            if not self.owns_lease:
+                return 0
+        if self.parked or now - self._letters_checked_at > 1.0:
+            letters = self.store.dead_letters(self.tenant_id, projection=self.projection)
+            self.parked = any(letter.status == "open" for letter in letters)
+            self._retrying = any(letter.status == "retry" for letter in letters)
+            self._letters_checked_at = now
+            if self.parked:
+                return 0  # stopped at the dead letter until an operator acts
+        if self._failure is not None and now < self._failure.retry_at:
             return 0
-        if self.store.dead_letters(self.tenant_id, projection=self.projection, status="open"):
-            self.parked = True  # stopped at the dead letter until an operator acts
-            return 0
-        self.parked = False
-        if self._failure is not None and time.monotonic() < self._failure.retry_at:
-            return 0
-        cursor = self.store.projection_cursor(self.tenant_id, self.projection)
-        until = cursor + self.batch_size
         try:
             applied = self.store.project_pending(
                 self.tenant_id,
                 batch_size=self.batch_size,
-                until_log_seq=until,
                 projections=[self.projection],
+                max_batches=1,
             )
         except DecisionGraphError:
-            return self._isolate_failure(until)
+            cursor = self.store.projection_cursor(self.tenant_id, self.projection)
+            return self._isolate_failure(cursor + self.batch_size)
         if applied:
             self._succeeded()
         return applied
@@ -74,11 +86,10 @@ class ProjectionWorker:
         return max(self._failure.retry_at - time.monotonic(), 0.0)
 
     def _succeeded(self) -> None:
-        if self._failure is not None or self.store.dead_letters(
-            self.tenant_id, projection=self.projection, status="retry"
-        ):
+        if self._failure is not None or self._retrying:
             cursor = self.store.projection_cursor(self.tenant_id, self.projection)
             self.store.mark_dead_letters_resolved(self.tenant_id, self.projection, cursor)
+            self._retrying = False
         self._failure = None
 
     def _isolate_failure(self, until: int) -> int:
@@ -115,6 +126,7 @@ class ProjectionWorker:
             )
             self._failure = None
             self.parked = True
+            self._letters_checked_at = time.monotonic()
             return
         self.store.set_projection_error(self.tenant_id, self.projection, message)
         failure.retry_at = time.monotonic() + self.backoff.delay(failure.attempts)

@@ -108,6 +108,7 @@ class EventStore(Protocol):
         batch_size: int = 1000,
         until_log_seq: int | None = None,
         projections: Sequence[str] | None = None,
+        max_batches: int | None = None,
     ) -> int:
         """Catch projections up from their cursors; returns log events read."""
         ...

@@ -226,5 +226,6 @@ class SqlBackend:
         batch_size: int = 1000,
         until_log_seq: int | None = None,
         projections: Sequence[str] | None = None,
+        max_batches: int | None = None,
     ) -> int:
         raise NotImplementedError

@@ -99,17 +99,20 @@ class SqlProjector(SqlProjectionReads):
         batch_size: int = 1000,
         until_log_seq: int | None = None,
         projections: Sequence[str] | None = None,
+        max_batches: int | None = None,
     ) -> int:
         """Catch projections up from their own cursors, one batch per transaction.
 
-        Projections whose cursors agree share one pass over the log. Returns
-        the number of log events read.
+        Projections whose cursors agree share one pass over the log. With
+        ``max_batches`` it stops after that many transactions (a worker's unit
+        of work, so a stop request waits for one batch at most). Returns the
+        number of log events read.
         """
         if batch_size <= 0:
             raise InvalidArgumentError("batch_size must be positive")
         names = self._projection_names(projections)
         try:
-            return self._catch_up(tenant_id, names, batch_size, until_log_seq, LIVE)
+            return self._catch_up(tenant_id, names, batch_size, until_log_seq, LIVE, max_batches)
         except DecisionGraphError:
             raise
         except Exception as exc:
@@ -125,9 +128,12 @@ class SqlProjector(SqlProjectionReads):
         batch_size: int,
         until_log_seq: int | None,
         t: TableSet,
+        max_batches: int | None = None,
     ) -> int:
         applied = 0
-        while True:
+        batches = 0
+        while max_batches is None or batches < max_batches:
+            batches += 1
             with self._write() as cur:
                 self._lock_projections(cur, tenant_id, names)
                 cursors = {
@@ -156,6 +162,7 @@ class SqlProjector(SqlProjectionReads):
                     else:
                         self._apply(cur, tenant_id, subset, start, group, t=t, bad=bad)
                 applied += len(events)
+        return applied
 
     def _fetch_after(
         self,
