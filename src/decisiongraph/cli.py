@@ -230,6 +230,8 @@ def projection_status(
             f"{status.projection:<18} {status.status:<12} {status.cursor:>9} "
             f"{status.lag_events:>7} {status.lag_seconds:>8.1f}  {status.owner or '-'}"
         )
+        if status.rebuild_position is not None:
+            typer.echo(f"{'':<18} rebuilding: shadow at {status.rebuild_position} of {status.head}")
         if status.last_error:
             typer.echo(f"{'':<18} last error: {status.last_error}")
     if digests is not None:

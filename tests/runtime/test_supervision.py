@@ -151,7 +151,10 @@ def test_online_rebuild_while_appending(backend_url: str, projection: str) -> No
             except DecisionGraphError as exc:
                 if exc.code != "DG_ERR_PROJECTION_OUT_OF_DATE":
                     problems.append(str(exc))
-            if any(s.status == "rebuilding" for s in projection_statuses(reader, T)):
+            rebuilding = [s for s in projection_statuses(reader, T) if s.status == "rebuilding"]
+            if rebuilding:
+                if rebuilding[0].rebuild_position is None:
+                    problems.append("rebuild progress missing from health")
                 seen_rebuilding.set()
 
     reader_store = store if isinstance(store, SQLiteEventStore) else open_runtime_store(backend_url)

@@ -36,6 +36,7 @@ class ProjectionStatus:
     last_error: str | None
     open_dead_letters: int
     updated_at: str | None
+    rebuild_position: int | None = None  # shadow cursor while an online rebuild runs
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,8 +76,10 @@ def projection_statuses(
         state = states.get(name)
         lease = leases.get(name)
         live_owner = lease.owner if lease is not None and lease.expires_in > 0 else None
+        rebuild_position = None
         if state is not None and state.rebuilding:
             status = REBUILDING
+            rebuild_position = store.shadow_cursor(tenant_id, name)
         elif open_letters.get(name):
             status = FAILED
         elif lag == 0:
@@ -98,6 +101,7 @@ def projection_statuses(
                 last_error=state.last_error if state is not None else None,
                 open_dead_letters=open_letters.get(name, 0),
                 updated_at=updated.get(name),
+                rebuild_position=rebuild_position,
             )
         )
     return out
