@@ -16,7 +16,7 @@ import shutil
 import sqlite3
 import time
 
-from _data import TENANT, scratch_postgres, seeded_envelopes, seeded_sqlite
+from _data import TENANT, remove_database, scratch_postgres, seeded_envelopes, seeded_sqlite
 
 from decisiongraph.store.postgres import PostgresEventStore
 from decisiongraph.store.sqlite import SQLiteEventStore
@@ -40,7 +40,7 @@ def throughput_sqlite(events: int) -> None:
     elapsed = time.perf_counter() - started
     floor = _raw_read_rate(store)
     store.close()
-    work.unlink()
+    remove_database(work)
     print(
         f"sqlite     catch-up {applied:>9,} events  {applied / elapsed:>9,.0f} ev/s   "
         f"(raw read floor {floor:,.0f} rows/s)"
@@ -79,7 +79,7 @@ def scaling(size: int) -> None:
     applied = store.project_pending(TENANT, batch_size=5000)
     elapsed = time.perf_counter() - started
     store.close()
-    work.unlink()
+    remove_database(work)
     print(
         f"scaling    log {size:>9,} events: last {applied:,} caught up in {elapsed:.2f} s "
         f"({applied / elapsed:,.0f} ev/s)"

@@ -16,9 +16,8 @@ import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-from _data import TENANT, seeded_sqlite
+from _data import TENANT, remove_database, seeded_sqlite
 
 from decisiongraph.store.sqlite import SQLiteEventStore
 
@@ -68,7 +67,7 @@ def main() -> None:
             text=True,
             check=True,
         )
-        Path(work).unlink()
+        remove_database(work)
         result = json.loads(out.stdout)
         print(
             f"rebuild {result['events']:>9,} events  {result['rebuild_s']:7.2f} s  "
