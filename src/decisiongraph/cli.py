@@ -33,6 +33,8 @@ app = typer.Typer(
 )
 dead_letters_app = typer.Typer(help="Events a projection could not apply.", no_args_is_help=True)
 app.add_typer(dead_letters_app, name="dead-letters")
+accounts_app = typer.Typer(help="Service accounts and their API keys.", no_args_is_help=True)
+app.add_typer(accounts_app, name="accounts")
 
 Db = Annotated[str, typer.Argument(help="SQLite file path or postgresql:// URL")]
 Tenant = Annotated[str, typer.Option("--tenant", help="Tenant id")]
@@ -466,6 +468,79 @@ def dead_letters_skip(
     if confirm != "skip":
         _fail("Error: DG_ERR_INVALID_ARGUMENT: skipping needs --confirm skip")
     _resolve(db, tenant, letter_id, "skip", reason, actor)
+
+
+@app.command("serve")
+def serve(
+    db: Annotated[str, typer.Option("--db", help="SQLite path or postgresql:// URL")] = (
+        "decisiongraph.db"
+    ),
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8080,
+    workers: Annotated[
+        bool | None,
+        typer.Option("--workers/--no-workers", help="Projection workers in this process"),
+    ] = None,
+) -> None:
+    """Serve the HTTP API (SQLite: workers in-process; PostgreSQL: run `worker`)."""
+    from decisiongraph.service.server import run_server
+
+    run_server(db, host, port, workers=workers)
+
+
+@accounts_app.command("create")
+def accounts_create(
+    db: Db,
+    name: Annotated[str, typer.Option("--name")],
+    tenant: Annotated[list[str], typer.Option("--tenant")],
+    scope: Annotated[list[str], typer.Option("--scope")],
+) -> None:
+    """Create a service account; prints its first API key (shown only once)."""
+    store = _open(db, must_exist=False)
+    try:
+        account, key = store.create_account(name, tenant, scope)
+    except DecisionGraphError as exc:
+        _fail(f"Error: {exc}")
+    finally:
+        store.close()
+    typer.echo(f"account {account.name} ({account.account_id}) created")
+    typer.echo(f"API key (shown once): {key}")
+
+
+@accounts_app.command("list")
+def accounts_list(db: Db) -> None:
+    """Accounts with tenants, scopes and active key ids (never keys)."""
+    store = _open(db)
+    try:
+        typer.echo(_dump([account.as_dict() for account in store.list_accounts()]))
+    finally:
+        store.close()
+
+
+@accounts_app.command("rotate")
+def accounts_rotate(db: Db, name: str) -> None:
+    """Issue another key; old keys keep working until revoked."""
+    store = _open(db)
+    try:
+        key = store.add_key(name)
+    except DecisionGraphError as exc:
+        _fail(f"Error: {exc}")
+    finally:
+        store.close()
+    typer.echo(f"API key (shown once): {key}")
+
+
+@accounts_app.command("revoke")
+def accounts_revoke(db: Db, key_id: str) -> None:
+    """Revoke one key by its id; takes effect on the next request."""
+    store = _open(db)
+    try:
+        store.revoke_key(key_id)
+    except DecisionGraphError as exc:
+        _fail(f"Error: {exc}")
+    finally:
+        store.close()
+    typer.echo(f"key {key_id} revoked")
 
 
 def main() -> None:

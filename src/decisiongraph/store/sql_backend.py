@@ -208,6 +208,11 @@ class SqlBackend:
             params.append(trace_id)
         return " WHERE " + " AND ".join(clauses), params
 
+    def applied_migrations(self) -> set[int]:
+        """Versions recorded in ``schema_migrations`` (readiness checks)."""
+        with self._read() as cur:
+            return {int(row[0]) for row in self._x(cur, "SELECT version FROM schema_migrations")}
+
     # -- provided by the projector, used by the append path -----------------
     def _project_inline(
         self,

@@ -1,0 +1,352 @@
+"""The ASGI application: routes, auth, tenancy, the error envelope, request ids.
+
+Built with FastAPI so the OpenAPI schema at ``/openapi.json`` comes from the
+same models the handlers return.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from decisiongraph.core.envelope import envelope_from_dict
+from decisiongraph.core.errors import DecisionGraphError, InvalidArgumentError
+from decisiongraph.query import events as event_queries
+from decisiongraph.query.graph import GraphEdgeCursor, get_context_subgraph, list_node_edges
+from decisiongraph.query.precedents import PrecedentQuery, find_precedents
+from decisiongraph.query.traces import get_trace_summary
+from decisiongraph.runtime.health import projection_statuses
+from decisiongraph.runtime.supervisor import Supervisor
+from decisiongraph.service import models as m
+from decisiongraph.service.auth import Principal, bearer_key, choose_tenant, require_scope
+from decisiongraph.service.errors import (
+    ERROR_RESPONSES,
+    INTERNAL,
+    MALFORMED_JSON,
+    PAYLOAD_TOO_LARGE,
+    UNAUTHENTICATED,
+    ServiceError,
+    domain_error_handler,
+    error_response,
+    validation_error_handler,
+)
+from decisiongraph.service.pool import StorePool
+from decisiongraph.service.settings import Settings
+from decisiongraph.store.migrations import migration_files
+
+log = logging.getLogger("decisiongraph.access")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """Refuse bodies over the limit before anything parses them (413)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            scope.setdefault("state", {})["body_too_large"] = True
+        seen = 0
+
+        async def counting() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise BodyTooLarge
+            return message
+
+        await self.app(scope, counting, send)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = StorePool(settings.db, settings.store_pool_size)
+        app.state.pool = pool
+        supervisor = None
+        if settings.workers if settings.workers is not None else not pool.postgres:
+            shared = pool.primary
+            supervisor = Supervisor((lambda: shared), shared_store=True).start()
+        try:
+            yield
+        finally:
+            if supervisor is not None:
+                supervisor.stop()
+            pool.close()
+
+    app = FastAPI(
+        title="DecisionGraph",
+        version="0.1.0",
+        description="Record decisions as append-only events; investigate them.",
+        lifespan=lifespan,
+        responses=ERROR_RESPONSES,
+    )
+    app.add_exception_handler(DecisionGraphError, domain_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+
+    @app.middleware("http")
+    async def request_context(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        supplied = request.headers.get("x-request-id", "")
+        request.state.request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
+        started = time.perf_counter()
+        if request.scope.get("state", {}).get("body_too_large"):
+            response: Response = error_response(
+                request, PAYLOAD_TOO_LARGE, f"Body exceeds {settings.max_body_bytes} bytes"
+            )
+        else:
+            try:
+                response = await call_next(request)
+            except BodyTooLarge:
+                response = error_response(
+                    request, PAYLOAD_TOO_LARGE, f"Body exceeds {settings.max_body_bytes} bytes"
+                )
+            except Exception:  # an unexpected bug: log it, leak nothing
+                log.exception("unhandled error", extra={"request_id": request.state.request_id})
+                response = error_response(request, INTERNAL, "Internal error")
+        response.headers["X-Request-ID"] = request.state.request_id
+        log.info(
+            json.dumps(
+                {
+                    "request_id": request.state.request_id,
+                    "method": request.method,
+                    "path": request.url.path,
+                    "status": response.status_code,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "tenant": getattr(request.state, "tenant", None),
+                    "account": getattr(request.state, "account", None),
+                }
+            )
+        )
+        return response
+
+    def principal(request: Request, scope: str) -> Principal:
+        key = bearer_key(request)
+        with request.app.state.pool.store() as store:
+            account = store.authenticate(key)
+        if account is None:
+            raise ServiceError("Unknown or revoked API key", code=UNAUTHENTICATED)
+        tenant = choose_tenant(account, request.headers.get("x-tenant-id"))
+        require_scope(account, scope)
+        request.state.tenant = tenant
+        request.state.account = account.name
+        return Principal(account, tenant)
+
+    async def call(
+        request: Request,
+        scope: str,
+        work: Callable[[Any, str], Any],
+        who: Principal | None = None,
+    ) -> Any:
+        def run() -> Any:
+            tenant = (who or principal(request, scope)).tenant_id
+            with request.app.state.pool.store() as store:
+                return work(store, tenant)
+
+        return await run_in_threadpool(run)
+
+    # -- writes ------------------------------------------------------------
+    @app.post(
+        "/api/v1/events",
+        response_model=m.AppendResponse,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "oneOf": [
+                                m.EnvelopeIn.model_json_schema(),
+                                m.BatchIn.model_json_schema(),
+                            ]
+                        }
+                    }
+                },
+            }
+        },
+        summary="Append one event, or up to 1,000 in one transaction",
+    )
+    async def post_events(request: Request) -> m.AppendResponse:
+        who = await run_in_threadpool(principal, request, "events:write")
+        raw = await request.body()
+        try:
+            document = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ServiceError(f"Malformed JSON: {exc}", code=MALFORMED_JSON) from exc
+        if isinstance(document, dict) and "events" in document and "event_id" not in document:
+            items = document["events"]
+            if not isinstance(items, list) or not items:
+                raise InvalidArgumentError("'events' must be a non-empty array")
+            if len(items) > settings.max_batch_events:
+                raise ServiceError(
+                    f"At most {settings.max_batch_events} events per request",
+                    code=PAYLOAD_TOO_LARGE,
+                )
+        else:
+            items = [document]
+        envelopes = []
+        for index, item in enumerate(items):
+            try:
+                envelopes.append(envelope_from_dict(item))
+            except DecisionGraphError as exc:
+                raise exc.with_details(index=index) from None
+        stored = await call(
+            request, "events:write", lambda store, tenant: store.append(tenant, envelopes), who
+        )
+        return m.AppendResponse(events=[m.AppendedEvent.of(event) for event in stored])
+
+    # -- reads ---------------------------------------------------------------
+    @app.get("/api/v1/traces/{trace_id}", response_model=m.TraceSummaryOut)
+    async def get_trace(request: Request, trace_id: str) -> m.TraceSummaryOut:
+        summary = await call(
+            request, "events:read", lambda store, tenant: get_trace_summary(store, tenant, trace_id)
+        )
+        return m.TraceSummaryOut.model_validate(summary, from_attributes=True)
+
+    @app.get("/api/v1/traces/{trace_id}/events", response_model=m.TraceEventsResponse)
+    async def get_trace_events(
+        request: Request,
+        trace_id: str,
+        since_trace_seq: int | None = Query(default=None, ge=0),
+        limit: int | None = Query(default=None, ge=1, le=10_000),
+    ) -> m.TraceEventsResponse:
+        events = await call(
+            request,
+            "events:read",
+            lambda store, tenant: event_queries.get_trace_events(
+                store, tenant, trace_id, since_trace_seq, limit
+            ),
+        )
+        return m.TraceEventsResponse(events=[m.EventOut.of(event) for event in events])
+
+    @app.get("/api/v1/graph/subgraph", response_model=m.SubgraphResponse)
+    async def subgraph(
+        request: Request,
+        node_type: str,
+        node_id: str,
+        max_depth: int = Query(default=1, ge=0, le=10),
+    ) -> m.SubgraphResponse:
+        result = await call(
+            request,
+            "events:read",
+            lambda store, tenant: get_context_subgraph(
+                store, tenant, node_type, node_id, max_depth
+            ),
+        )
+        return m.SubgraphResponse(
+            center=result.center,
+            nodes=[m.NodeOut.model_validate(n._asdict()) for n in result.nodes],
+            edges=[m.EdgeOut.model_validate(e._asdict()) for e in result.edges],
+            truncated=result.truncated,
+        )
+
+    @app.get("/api/v1/graph/edges", response_model=m.EdgePageResponse)
+    async def edges(
+        request: Request,
+        node: str,
+        direction: str = Query(default="both", pattern="^(outgoing|incoming|both)$"),
+        cursor: str | None = None,
+        limit: int = Query(default=100, ge=1, le=10_000),
+    ) -> m.EdgePageResponse:
+        after = None
+        if cursor:
+            seq, _, edge_key = cursor.partition(":")
+            if not seq.isdigit() or not edge_key:
+                raise InvalidArgumentError("Malformed cursor")
+            after = GraphEdgeCursor(edge_key, direction, int(seq))
+        page = await call(
+            request,
+            "events:read",
+            lambda store, tenant: list_node_edges(store, tenant, node, direction, after, limit),
+        )
+        next_cursor = None
+        if page.next_cursor is not None:
+            next_cursor = f"{page.next_cursor.log_seq}:{page.next_cursor.edge_key}"
+        return m.EdgePageResponse(
+            edges=[m.EdgeOut.model_validate(e._asdict()) for e in page.edges],
+            next_cursor=next_cursor,
+        )
+
+    @app.get("/api/v1/precedents", response_model=m.PrecedentsResponse)
+    async def precedents(
+        request: Request,
+        policy_id: str | None = None,
+        policy_version: str | None = None,
+        entity_type: str | None = None,
+        entity_id: str | None = None,
+        outcome: str | None = None,
+        limit: int = Query(default=100, ge=1, le=10_000),
+    ) -> m.PrecedentsResponse:
+        query = PrecedentQuery(policy_id, policy_version, entity_type, entity_id, outcome, limit)
+        hits = await call(
+            request, "events:read", lambda store, tenant: find_precedents(store, tenant, query)
+        )
+        return m.PrecedentsResponse(
+            precedents=[m.PrecedentOut.model_validate(h, from_attributes=True) for h in hits]
+        )
+
+    @app.get("/api/v1/projections", response_model=m.ProjectionsResponse)
+    async def projections(request: Request, include_digests: bool = False) -> m.ProjectionsResponse:
+        def work(store: Any, tenant: str) -> m.ProjectionsResponse:
+            statuses = projection_statuses(store, tenant)
+            digests = store.digests(tenant).as_dict() if include_digests else None
+            return m.ProjectionsResponse(
+                tenant_id=tenant,
+                projections=[m.ProjectionOut.model_validate(s.as_dict()) for s in statuses],
+                digests=None if digests is None else m.DigestsOut(**digests),
+            )
+
+        result: m.ProjectionsResponse = await call(request, "events:read", work)
+        return result
+
+    # -- operations ----------------------------------------------------------
+    @app.get("/healthz", response_model=m.Status, include_in_schema=True)
+    async def healthz() -> m.Status:
+        return m.Status(status="ok")
+
+    @app.get("/readyz", response_model=m.Status)
+    async def readyz(request: Request) -> Response:
+        backend = "postgres" if request.app.state.pool.postgres else "sqlite"
+        expected = {version for version, _, _ in migration_files(backend)}
+
+        def check() -> bool:
+            with request.app.state.pool.store() as store:
+                applied: set[int] = store.applied_migrations()
+            return expected <= applied
+
+        try:
+            ready = await run_in_threadpool(check)
+        except Exception:
+            ready = False
+        if not ready:
+            return error_response(request, "DG_ERR_STORAGE", "Not ready")
+        return Response(m.Status(status="ready").model_dump_json(), media_type="application/json")
+
+    return app

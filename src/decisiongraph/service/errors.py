@@ -1,0 +1,103 @@
+"""The one table from error codes to HTTP statuses, and the error envelope.
+
+Every error leaves the service as
+``{"error": {"code", "message", "details", "request_id"}}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from decisiongraph.core import errors as core
+
+UNAUTHENTICATED: Final = "DG_ERR_UNAUTHENTICATED"
+FORBIDDEN: Final = "DG_ERR_FORBIDDEN"
+PAYLOAD_TOO_LARGE: Final = "DG_ERR_PAYLOAD_TOO_LARGE"
+RATE_LIMITED: Final = "DG_ERR_RATE_LIMITED"
+MALFORMED_JSON: Final = "DG_ERR_MALFORMED_JSON"
+INTERNAL: Final = "DG_ERR_INTERNAL"
+
+STATUS_BY_CODE: Final[dict[str, int]] = {
+    core.INVALID_ARGUMENT: 400,
+    MALFORMED_JSON: 400,
+    UNAUTHENTICATED: 401,
+    FORBIDDEN: 403,
+    core.NOT_FOUND: 404,
+    core.IDEMPOTENCY_CONFLICT: 409,
+    core.EVENT_SEQUENCE_INVALID: 409,
+    core.CONFLICT: 409,
+    PAYLOAD_TOO_LARGE: 413,
+    core.SCHEMA_VIOLATION: 422,
+    core.PII_POLICY_VIOLATION: 422,
+    RATE_LIMITED: 429,
+    INTERNAL: 500,
+    core.PROJECTION_OUT_OF_DATE: 503,
+    core.STORAGE: 503,
+}
+
+
+class ServiceError(core.DecisionGraphError):
+    """An error of the HTTP layer (auth, limits, malformed requests)."""
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: dict[str, Any]
+    request_id: str
+
+
+class ErrorEnvelope(BaseModel):
+    error: ErrorBody
+
+
+def error_response(
+    request: Request, code: str, message: str, details: dict[str, Any] | None = None
+) -> JSONResponse:
+    request_id = getattr(request.state, "request_id", "")
+    status = STATUS_BY_CODE.get(code, 500)
+    headers = {"X-Request-ID": request_id}
+    if status == 503:
+        headers["Retry-After"] = "1"
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    body = ErrorEnvelope(
+        error=ErrorBody(code=code, message=message, details=details or {}, request_id=request_id)
+    )
+    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+
+
+async def domain_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, core.DecisionGraphError)
+    return error_response(request, exc.code, exc.message, exc.details)
+
+
+async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = [
+        {"location": ".".join(str(p) for p in err.get("loc", ())), "problem": str(err.get("msg"))}
+        for err in exc.errors()
+    ]
+    return error_response(
+        request, core.INVALID_ARGUMENT, "The request is not valid", {"problems": problems}
+    )
+
+
+ERROR_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
+    status: {"model": ErrorEnvelope, "description": description}
+    for status, description in (
+        (400, "Invalid argument or malformed JSON"),
+        (401, "Missing or unknown API key"),
+        (403, "The key lacks the scope"),
+        (404, "Not found (or not this key's tenant)"),
+        (409, "Conflict"),
+        (413, "Body too large"),
+        (422, "Schema or PII policy violation"),
+        (503, "Projection out of date, or storage unavailable"),
+    )
+}

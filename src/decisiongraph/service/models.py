@@ -1,0 +1,182 @@
+"""Request and response models: the OpenAPI schema is generated from these."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from decisiongraph.core.envelope import StoredEvent
+
+
+class SourceIn(BaseModel):
+    producer_id: str
+    system: str
+    subsystem: str | None = None
+
+
+class ActorIn(BaseModel):
+    actor_type: str
+    actor_id: str
+
+
+class EnvelopeIn(BaseModel):
+    """An event as a producer submits it (spec 3.1)."""
+
+    event_id: str
+    trace_id: str
+    trace_seq: int = Field(ge=0)
+    event_type: str
+    occurred_at: str
+    source: SourceIn
+    actor: ActorIn
+    idempotency_key: str
+    payload: dict[str, Any]
+    correlation_id: str | None = None
+    causation_event_id: str | None = None
+    schema_version: int = 1
+    tags: list[str] = Field(default_factory=list)
+
+
+class BatchIn(BaseModel):
+    events: list[EnvelopeIn] = Field(max_length=1000)
+
+
+class AppendedEvent(BaseModel):
+    log_seq: int
+    trace_id: str
+    trace_seq: int
+    event_id: str
+    event_type: str
+    payload_hash: str
+    repeated: bool
+
+    @classmethod
+    def of(cls, event: StoredEvent) -> AppendedEvent:
+        return cls(
+            log_seq=event.log_seq,
+            trace_id=event.trace_id,
+            trace_seq=event.trace_seq,
+            event_id=event.event_id,
+            event_type=event.event_type,
+            payload_hash=event.payload_hash,
+            repeated=event.repeated,
+        )
+
+
+class AppendResponse(BaseModel):
+    events: list[AppendedEvent]
+
+
+class EventOut(BaseModel):
+    log_seq: int
+    event_id: str
+    trace_id: str
+    trace_seq: int
+    event_type: str
+    occurred_at: str
+    recorded_at: str
+    source: SourceIn
+    actor: ActorIn
+    idempotency_key: str
+    payload: dict[str, Any]
+    payload_hash: str
+    correlation_id: str | None
+    causation_event_id: str | None
+    schema_version: int
+    tags: list[str]
+
+    @classmethod
+    def of(cls, event: StoredEvent) -> EventOut:
+        return cls.model_validate(event.to_dict())
+
+
+class TraceEventsResponse(BaseModel):
+    events: list[EventOut]
+
+
+class TraceSummaryOut(BaseModel):
+    trace_id: str
+    workflow: str
+    title: str
+    primary_entity_type: str
+    primary_entity_id: str
+    started_at: str
+    finished_at: str | None
+    outcome: str | None
+    event_count: int
+    last_log_seq: int
+
+
+class NodeOut(BaseModel):
+    node_id: str
+    node_type: str
+    trace_id: str
+    log_seq: int
+    created_at: str
+
+
+class EdgeOut(BaseModel):
+    edge_id: str
+    edge_type: str
+    from_node_id: str
+    to_node_id: str
+    trace_id: str
+    log_seq: int
+    created_at: str
+
+
+class SubgraphResponse(BaseModel):
+    center: str
+    nodes: list[NodeOut]
+    edges: list[EdgeOut]
+    truncated: bool
+
+
+class EdgePageResponse(BaseModel):
+    edges: list[EdgeOut]
+    next_cursor: str | None
+
+
+class PrecedentOut(BaseModel):
+    trace_id: str
+    workflow: str
+    title: str
+    outcome: str
+    policy_id: str | None
+    policy_version: str | None
+    finished_at: str | None
+
+
+class PrecedentsResponse(BaseModel):
+    precedents: list[PrecedentOut]
+
+
+class ProjectionOut(BaseModel):
+    projection: str
+    cursor: int
+    head: int
+    lag_events: int
+    lag_seconds: float
+    status: str
+    owner: str | None
+    last_error: str | None
+    open_dead_letters: int
+    rebuild_position: int | None
+
+
+class DigestsOut(BaseModel):
+    context_graph: str
+    trace_summary: str
+    precedent_index: str
+    full_projection: str
+
+
+class ProjectionsResponse(BaseModel):
+    tenant_id: str
+    projections: list[ProjectionOut]
+    digests: DigestsOut | None
+
+
+class Status(BaseModel):
+    status: str
