@@ -147,6 +147,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         return response
 
+    # Added last, so it runs first: a declared or streamed body over the limit
+    # is refused before anything reads or parses it.
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+
     def principal(request: Request, scope: str) -> Principal:
         key = bearer_key(request)
         with request.app.state.pool.store() as store:

@@ -163,7 +163,7 @@ class SqlAccounts(SqlBackend):
 
     def authenticate(self, key: str) -> ServiceAccount | None:
         """The active account holding ``key``, or None."""
-        parts = key.split("_")
+        parts = key.split("_", 2)  # the secret itself may hold underscores
         if len(parts) != 3 or parts[0] != KEY_PREFIX:
             return None
         with self._read() as cur:

@@ -1,0 +1,89 @@
+"""A real ``decisiongraph serve`` on loopback, with a key per scope set."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from decisiongraph.runtime.process import open_runtime_store
+from tests.conftest import GOLDEN_SCENARIOS
+from tests.runtime.support import ROOT
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    url: str
+    db: str
+    keys: dict[str, str]
+    process: subprocess.Popen[bytes]
+
+    def client(self, key: str | None = "writer", tenant: str | None = None) -> httpx.Client:
+        headers = {}
+        if key is not None:
+            headers["Authorization"] = f"Bearer {self.keys.get(key, key)}"
+        if tenant is not None:
+            headers["X-Tenant-ID"] = tenant
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+
+def start_server(db: str, *extra: str) -> Server:
+    store = open_runtime_store(db)
+    keys = {}
+    for name, tenants, scopes in (
+        ("writer", ["default"], ["events:write", "events:read"]),
+        ("reader", ["default"], ["events:read"]),
+        ("other", ["other"], ["events:write", "events:read"]),
+        ("multi", ["default", "other"], ["events:read"]),
+        ("golden", GOLDEN_SCENARIOS, ["events:write", "events:read"]),
+    ):
+        _, keys[name] = store.create_account(name, tenants, scopes)
+    store.close()
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "decisiongraph", "serve", "--db", db, "--port", str(port), *extra],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or process.poll() is not None:
+            process.kill()
+            raise RuntimeError("server did not become ready")
+        time.sleep(0.05)
+    return Server(url, db, keys, process)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def server(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[Server]:
+    if request.param == "sqlite":
+        db = str(tmp_path / "api.db")  # type: ignore[operator]
+        extra: tuple[str, ...] = ()
+    else:
+        db = request.getfixturevalue("pg_url")
+        extra = ("--workers",)  # a single-node install: workers in the API process
+    running = start_server(db, *extra)
+    try:
+        yield running
+    finally:
+        running.process.terminate()
+        running.process.wait(30)
