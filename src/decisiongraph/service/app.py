@@ -49,16 +49,24 @@ log = logging.getLogger("decisiongraph.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
 class BodyLimit:
-    """Refuse bodies over the limit before anything parses them (413)."""
+    """Refuse bodies over the limit before anything parses them (413).
+
+    A declared Content-Length over the limit is refused at once; a body of
+    unknown length is read up to the limit (bounded memory) and then either
+    refused or handed on intact.
+    """
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
         self.limit = limit
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope)
+        request.state.request_id = uuid.uuid4().hex
+        response = error_response(request, PAYLOAD_TOO_LARGE, f"Body exceeds {self.limit} bytes")
+        response.headers["X-Request-ID"] = request.state.request_id
+        await response(scope, receive, send)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -66,20 +74,35 @@ class BodyLimit:
             return
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            scope.setdefault("state", {})["body_too_large"] = True
-        seen = 0
-
-        async def counting() -> Message:
-            nonlocal seen
+        if declared is not None:
+            if declared.isdigit() and int(declared) > self.limit:
+                await self._refuse(scope, receive, send)
+                return
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise BodyTooLarge
-            return message
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.limit:
+                await self._refuse(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+        replayed = False
 
-        await self.app(scope, counting, send)
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -117,20 +140,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         supplied = request.headers.get("x-request-id", "")
         request.state.request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
         started = time.perf_counter()
-        if request.scope.get("state", {}).get("body_too_large"):
-            response: Response = error_response(
-                request, PAYLOAD_TOO_LARGE, f"Body exceeds {settings.max_body_bytes} bytes"
-            )
-        else:
-            try:
-                response = await call_next(request)
-            except BodyTooLarge:
-                response = error_response(
-                    request, PAYLOAD_TOO_LARGE, f"Body exceeds {settings.max_body_bytes} bytes"
-                )
-            except Exception:  # an unexpected bug: log it, leak nothing
-                log.exception("unhandled error", extra={"request_id": request.state.request_id})
-                response = error_response(request, INTERNAL, "Internal error")
+        try:
+            response: Response = await call_next(request)
+        except Exception:  # an unexpected bug: log it, leak nothing
+            log.exception("unhandled error", extra={"request_id": request.state.request_id})
+            response = error_response(request, INTERNAL, "Internal error")
         response.headers["X-Request-ID"] = request.state.request_id
         log.info(
             json.dumps(
