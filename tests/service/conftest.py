@@ -48,6 +48,7 @@ def start_server(db: str, *extra: str) -> Server:
         ("other", ["other"], ["events:write", "events:read"]),
         ("multi", ["default", "other"], ["events:read"]),
         ("golden", GOLDEN_SCENARIOS, ["events:write", "events:read"]),
+        ("operator", ["default"], ["events:read", "admin"]),
     ):
         _, keys[name] = store.create_account(name, tenants, scopes)
     store.close()

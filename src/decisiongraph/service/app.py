@@ -28,6 +28,7 @@ from decisiongraph.query.precedents import PrecedentQuery, find_precedents
 from decisiongraph.query.traces import get_trace_summary
 from decisiongraph.runtime.health import projection_statuses
 from decisiongraph.runtime.supervisor import Supervisor
+from decisiongraph.service import admin_routes
 from decisiongraph.service import models as m
 from decisiongraph.service.auth import Principal, bearer_key, choose_tenant, require_scope
 from decisiongraph.service.errors import (
@@ -343,6 +344,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         result: m.ProjectionsResponse = await call(request, "events:read", work)
         return result
+
+    admin_routes.register(app, call)
 
     # -- operations ----------------------------------------------------------
     @app.get("/healthz", response_model=m.Status, include_in_schema=True)

@@ -180,3 +180,68 @@ class ProjectionsResponse(BaseModel):
 
 class Status(BaseModel):
     status: str
+
+
+class TraceListResponse(BaseModel):
+    traces: list[TraceSummaryOut]
+    next_cursor: str | None
+
+
+class DeadLetterOut(BaseModel):
+    id: int
+    projection_name: str
+    log_seq: int
+    event_id: str
+    error_code: str
+    message: str
+    attempts: int
+    first_seen_at: str
+    last_seen_at: str
+    status: str
+    resolved_at: str | None
+    resolution: str | None
+
+
+class DeadLettersResponse(BaseModel):
+    dead_letters: list[DeadLetterOut]
+
+
+class ReasonIn(BaseModel):
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class SkipIn(ReasonIn):
+    confirm: str = Field(description="Type 'skip' to confirm")
+
+
+class ReplayIn(ReasonIn):
+    to_log_seq: int | None = Field(default=None, ge=0)
+
+
+class RebuildIn(ReasonIn):
+    projection: str
+    confirm: str = Field(description="Type the projection's name to confirm")
+
+
+class ReplayResponse(BaseModel):
+    to_log_seq: int | None
+    digests: DigestsOut
+
+
+class RebuildResponse(BaseModel):
+    projection: str
+    cursor: int
+
+
+class AuditOut(BaseModel):
+    id: int
+    at: str
+    actor: str
+    action: str
+    target: str
+    reason: str
+    details: dict[str, Any]
+
+
+class AuditResponse(BaseModel):
+    entries: list[AuditOut]

@@ -191,3 +191,42 @@ class SqlProjectionReads(SqlBackend):
         with self._read() as cur:
             rows = self._x(cur, sql, params).fetchall()
         return [PrecedentHitRow(*row) for row in rows]
+
+    def list_summaries(
+        self,
+        tenant_id: str,
+        *,
+        workflow: str | None = None,
+        outcome: str | None = None,
+        entity_type: str | None = None,
+        entity_id: str | None = None,
+        since_log_seq: int | None = None,
+        after: tuple[int, str] | None = None,
+        limit: int = 100,
+    ) -> list[TraceSummaryRow]:
+        """Trace summaries, most recently changed first (last_log_seq DESC,
+        trace_id ASC), filtered, one keyset page after ``after``."""
+        where = ["tenant_id = ?"]
+        params: list[Any] = [tenant_id]
+        for column, value in (
+            ("workflow", workflow),
+            ("outcome", outcome),
+            ("primary_entity_type", entity_type),
+            ("primary_entity_id", entity_id),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if since_log_seq is not None:
+            where.append("last_log_seq > ?")
+            params.append(since_log_seq)
+        if after is not None:
+            where.append("(last_log_seq < ? OR (last_log_seq = ? AND trace_id > ?))")
+            params.extend((after[0], after[0], after[1]))
+        sql = (
+            f"SELECT {SUMMARY_COLS} FROM dg_trace_summary WHERE {' AND '.join(where)} "
+            "ORDER BY last_log_seq DESC, trace_id ASC LIMIT ?"
+        )
+        params.append(limit)
+        with self._read() as cur:
+            return [TraceSummaryRow(*row) for row in self._x(cur, sql, params).fetchall()]
