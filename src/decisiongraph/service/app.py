@@ -28,7 +28,7 @@ from decisiongraph.query.precedents import PrecedentQuery, find_precedents
 from decisiongraph.query.traces import get_trace_summary
 from decisiongraph.runtime.health import projection_statuses
 from decisiongraph.runtime.supervisor import Supervisor
-from decisiongraph.service import admin_routes
+from decisiongraph.service import admin_routes, stream
 from decisiongraph.service import models as m
 from decisiongraph.service.auth import Principal, bearer_key, choose_tenant, require_scope
 from decisiongraph.service.errors import (
@@ -113,6 +113,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = StorePool(settings.db, settings.store_pool_size)
         app.state.pool = pool
+        app.state.signal, signal_stop = stream.start_signal(
+            app, settings.db if pool.postgres else None
+        )
         supervisor = None
         if settings.workers if settings.workers is not None else not pool.postgres:
             shared = pool.primary
@@ -120,6 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            signal_stop.set()
             if supervisor is not None:
                 supervisor.stop()
             pool.close()
@@ -346,6 +350,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return result
 
     admin_routes.register(app, call)
+    stream.register(app, principal, settings.stream_heartbeat)
 
     # -- operations ----------------------------------------------------------
     @app.get("/healthz", response_model=m.Status, include_in_schema=True)

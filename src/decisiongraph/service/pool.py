@@ -43,6 +43,9 @@ class StorePool:
         finally:
             self._idle.put(store)
 
+    def all_stores(self) -> list[SqlEventStore]:
+        return list(self._all)
+
     def close(self) -> None:
         for store in self._all:
             store.close()

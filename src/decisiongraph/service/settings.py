@@ -20,3 +20,7 @@ class Settings:
     max_body_bytes: int = field(default_factory=lambda: _env_int("DG_MAX_BODY_BYTES", 5_000_000))
     max_batch_events: int = 1000
     store_pool_size: int = field(default_factory=lambda: _env_int("DG_STORE_POOL", 4))
+    #: Seconds between keep-alive comments on an idle event stream.
+    stream_heartbeat: float = field(
+        default_factory=lambda: float(os.environ.get("DG_STREAM_HEARTBEAT", "15"))
+    )
