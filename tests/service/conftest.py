@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -39,9 +40,12 @@ class Server:
         return httpx.Client(base_url=self.url, headers=headers, timeout=30)
 
 
-def start_server(db: str, *extra: str) -> Server:
+def start_server(db: str, *extra: str, env: dict[str, str] | None = None) -> Server:
     store = open_runtime_store(db)
-    keys = {}
+    keys: dict[str, str] = {}
+    if store.list_accounts():  # a second server on the same database: reuse nothing
+        store.close()
+        raise RuntimeError("start_server creates its accounts; use a fresh database")
     for name, tenants, scopes in (
         ("writer", ["default"], ["events:write", "events:read"]),
         ("reader", ["default"], ["events:read"]),
@@ -56,6 +60,7 @@ def start_server(db: str, *extra: str) -> Server:
     process = subprocess.Popen(
         [sys.executable, "-m", "decisiongraph", "serve", "--db", db, "--port", str(port), *extra],
         cwd=ROOT,
+        env={**os.environ, **(env or {})},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -42,7 +42,9 @@ from decisiongraph.service.errors import (
     error_response,
     validation_error_handler,
 )
+from decisiongraph.service.metrics import Metrics
 from decisiongraph.service.pool import StorePool
+from decisiongraph.service.ratelimit import RateLimiter
 from decisiongraph.service.settings import Settings
 from decisiongraph.store.migrations import migration_files
 
@@ -135,6 +137,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         responses=ERROR_RESPONSES,
     )
+    metrics = Metrics(lambda: getattr(app.state, "pool", None))
+    limiter = RateLimiter()
     app.add_exception_handler(DecisionGraphError, domain_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
 
@@ -151,6 +155,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.exception("unhandled error", extra={"request_id": request.state.request_id})
             response = error_response(request, INTERNAL, "Internal error")
         response.headers["X-Request-ID"] = request.state.request_id
+        route = request.scope.get("route")
+        template = getattr(route, "path", "unmatched")
+        elapsed = time.perf_counter() - started
+        metrics.requests.labels(request.method, template, str(response.status_code)).inc()
+        metrics.latency.labels(request.method, template).observe(elapsed)
         log.info(
             json.dumps(
                 {
@@ -158,7 +167,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     "method": request.method,
                     "path": request.url.path,
                     "status": response.status_code,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "duration_ms": round(elapsed * 1000, 2),
                     "tenant": getattr(request.state, "tenant", None),
                     "account": getattr(request.state, "account", None),
                 }
@@ -178,6 +187,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise ServiceError("Unknown or revoked API key", code=UNAUTHENTICATED)
         tenant = choose_tenant(account, request.headers.get("x-tenant-id"))
         require_scope(account, scope)
+        route_class = (
+            "admin" if scope == "admin" else "write" if scope.endswith(":write") else "read"
+        )
+        limiter.check(account.name, route_class)
         request.state.tenant = tenant
         request.state.account = account.name
         return Principal(account, tenant)
@@ -243,6 +256,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         stored = await call(
             request, "events:write", lambda store, tenant: store.append(tenant, envelopes), who
         )
+        fresh = sum(1 for event in stored if not event.repeated)
+        if fresh:
+            metrics.appended.labels(who.tenant_id).inc(fresh)
         return m.AppendResponse(events=[m.AppendedEvent.of(event) for event in stored])
 
     # -- reads ---------------------------------------------------------------
@@ -356,6 +372,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/healthz", response_model=m.Status, include_in_schema=True)
     async def healthz() -> m.Status:
         return m.Status(status="ok")
+
+    @app.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+    async def prometheus() -> Response:
+        body = await run_in_threadpool(metrics.render)
+        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.get("/readyz", response_model=m.Status)
     async def readyz(request: Request) -> Response:

@@ -66,6 +66,8 @@ def error_response(
         headers["Retry-After"] = "1"
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
+    if status == 429:
+        headers["Retry-After"] = str((details or {}).get("retry_after", 1))
     body = ErrorEnvelope(
         error=ErrorBody(code=code, message=message, details=details or {}, request_id=request_id)
     )
@@ -98,6 +100,7 @@ ERROR_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
         (409, "Conflict"),
         (413, "Body too large"),
         (422, "Schema or PII policy violation"),
+        (429, "Rate limited; see Retry-After"),
         (503, "Projection out of date, or storage unavailable"),
     )
 }
