@@ -53,6 +53,7 @@ def start_server(db: str, *extra: str, env: dict[str, str] | None = None) -> Ser
         ("multi", ["default", "other"], ["events:read"]),
         ("golden", GOLDEN_SCENARIOS, ["events:write", "events:read"]),
         ("operator", ["default"], ["events:read", "admin"]),
+        ("operator_writer", ["default"], ["events:read", "events:write", "admin"]),
     ):
         _, keys[name] = store.create_account(name, tenants, scopes)
     store.close()
