@@ -167,3 +167,34 @@ def test_runtime_commands(tmp_path: Path) -> None:
     assert skip.returncode == 1 and "--confirm skip" in skip.stderr
     missing = dg("dead-letters", "retry", db, "1", "--reason", "x")
     assert missing.returncode == 1 and "DG_ERR_NOT_FOUND" in missing.stderr
+
+
+def test_accounts_commands(tmp_path: Path) -> None:
+    db = str(tmp_path / "acct.db")
+    created = dg(
+        "accounts",
+        "create",
+        db,
+        "--name",
+        "agent",
+        "--tenant",
+        "t1",
+        "--scope",
+        "events:write",
+        "--scope",
+        "events:read",
+    )
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip().splitlines()[-1].split()[-1]
+    assert key.startswith("dgk_")
+    listed = json.loads(dg("accounts", "list", db).stdout)
+    assert listed[0]["name"] == "agent" and listed[0]["tenants"] == ["t1"]
+    assert key not in json.dumps(listed)  # keys are never shown again
+    rotated = dg("accounts", "rotate", db, "agent").stdout.strip().split()[-1]
+    assert rotated.startswith("dgk_") and rotated != key
+    key_id = key.split("_")[1]
+    assert dg("accounts", "revoke", db, key_id).returncode == 0
+    remaining = json.loads(dg("accounts", "list", db).stdout)[0]["active_key_ids"]
+    assert remaining == [rotated.split("_")[1]]
+    bad = dg("accounts", "create", db, "--name", "x", "--tenant", "t1", "--scope", "root")
+    assert bad.returncode == 1 and "DG_ERR_INVALID_ARGUMENT" in bad.stderr

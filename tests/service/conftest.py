@@ -82,15 +82,23 @@ def start_server(db: str, *extra: str, env: dict[str, str] | None = None) -> Ser
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def server(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[Server]:
+    worker = None
     if request.param == "sqlite":
         db = str(tmp_path / "api.db")  # type: ignore[operator]
-        extra: tuple[str, ...] = ()
+        running = start_server(db)  # embedded: workers inside the API process
     else:
         db = request.getfixturevalue("pg_url")
-        extra = ("--workers",)  # a single-node install: workers in the API process
-    running = start_server(db, *extra)
+        running = start_server(db)  # production shape: workers in their own process
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "decisiongraph", "worker", db, "--poll-interval", "0.2"],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     try:
         yield running
     finally:
-        running.process.terminate()
-        running.process.wait(30)
+        for process in (running.process, worker):
+            if process is not None:
+                process.terminate()
+                process.wait(30)
