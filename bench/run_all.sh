@@ -7,3 +7,5 @@ $PY bench/append.py
 $PY bench/rebuild.py
 $PY bench/catchup.py
 $PY bench/lag.py
+$PY bench/service_load.py --db sqlite
+$PY bench/service_load.py --db postgres
