@@ -25,6 +25,7 @@ def listen(
 ) -> Iterator[queue.Queue[dict]]:  # type: ignore[type-arg]
     """Read the SSE stream in a thread; parsed events arrive on the queue."""
     received: queue.Queue[dict] = queue.Queue()  # type: ignore[type-arg]
+    statuses_seen: list[str] = []
     headers = {"Authorization": f"Bearer {server.keys[key]}"}
     if last_event_id is not None:
         headers["Last-Event-ID"] = last_event_id
@@ -41,6 +42,8 @@ def listen(
             for line in response.iter_lines():
                 if stop.is_set():
                     return
+                if line.startswith("event: projection_status"):
+                    statuses_seen.append(line)
                 if line.startswith("id: "):
                     event["id"] = int(line[4:])
                 elif line.startswith("data: "):
@@ -56,6 +59,7 @@ def listen(
         yield received
     finally:
         stop.set()
+        assert statuses_seen, "the stream sends projection status on connect"
 
 
 def take(received: queue.Queue[dict], count: int, timeout: float = 20.0) -> list[dict]:  # type: ignore[type-arg]

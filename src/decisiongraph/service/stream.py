@@ -4,7 +4,9 @@ Each event is sent as ``id: <log_seq>`` so a client that reconnects with
 ``Last-Event-ID`` resumes right after the last event it saw: the stream is
 read from the log, never from memory, so nothing is missed. Appends through
 this process wake streams at once; appends through other processes arrive
-by PostgreSQL NOTIFY; a timer covers lost notifications.
+by PostgreSQL NOTIFY; a timer covers lost notifications. Changes of a
+projection's status (healthy, catching_up, failed, ...) are sent as
+``projection_status`` events.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
+from decisiongraph.runtime.health import projection_statuses
 from decisiongraph.runtime.wakeup import PostgresListener, Wakeup
 
 STREAM_BATCH = 500
@@ -89,12 +92,27 @@ def register(app: FastAPI, principal: Any, heartbeat: float) -> None:
                 )
                 return events
 
+        def statuses() -> dict[str, str]:
+            with pool.store() as store:
+                return {s.projection: s.status for s in projection_statuses(store, tenant)}
+
         async def lines() -> AsyncIterator[str]:
             nonlocal position
             signal: AppendSignal = request.app.state.signal
             yield f"retry: 1000\n: resuming after {position}\n\n"
             idle = 0.0
+            known: dict[str, str] = {}
+            check_status = True
             while not await request.is_disconnected():
+                if check_status:  # on connect and whenever the stream went idle
+                    current = await run_in_threadpool(statuses)
+                    changed = {n: st for n, st in current.items() if known.get(n) != st}
+                    if changed:
+                        known = current
+                        # No id: status news never moves the client's Last-Event-ID.
+                        payload = json.dumps(changed, sort_keys=True)
+                        yield f"event: projection_status\ndata: {payload}\n\n"
+                    check_status = False
                 batch = await run_in_threadpool(fetch, position)
                 for event in batch:
                     data = json.dumps(event.to_dict(), sort_keys=True, ensure_ascii=False)
@@ -104,6 +122,7 @@ def register(app: FastAPI, principal: Any, heartbeat: float) -> None:
                     idle = 0.0
                     continue
                 await signal.wait_async(1.0)
+                check_status = True
                 idle += 1.0
                 if idle >= heartbeat:
                     idle = 0.0
