@@ -1,0 +1,251 @@
+"""The typed helpers of spec 11.2-11.3, shared by every client.
+
+The payload shapes are hash-relevant (optional record fields are present as
+``null``; optional top-level members only when given), so they are built in
+one place: the embedded ``DecisionGraph`` and the remote SDK client both
+inherit them and only supply ``append_event``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Generic, TypeVar
+
+from decisiongraph.core import event_types as et
+from decisiongraph.core.ids import new_id
+from decisiongraph.core.refs import ActorRef, SourceRef, as_dict
+
+SourceLike = SourceRef | Mapping[str, Any]
+ActorLike = ActorRef | Mapping[str, Any]
+
+
+def source_ref(value: SourceLike) -> SourceRef:
+    if isinstance(value, SourceRef):
+        return value
+    return SourceRef(value["producer_id"], value["system"], value.get("subsystem"))
+
+
+def actor_ref(value: ActorLike) -> ActorRef:
+    if isinstance(value, ActorRef):
+        return value
+    return ActorRef(value["actor_type"], value["actor_id"])
+
+
+R = TypeVar("R")
+
+
+class EventHelpers(Generic[R]):
+    """``start_trace`` ... ``commit_action`` on top of ``append_event``.
+
+    ``R`` is what an append returns: a ``StoredEvent`` embedded, the
+    server's answer remotely.
+    """
+
+    def append_event(
+        self,
+        trace_id: str,
+        event_type: str,
+        payload: dict[str, Any],
+        source: SourceLike,
+        actor: ActorLike,
+        idempotency_key: str | None = None,
+        correlation_id: str | None = None,
+        causation_event_id: str | None = None,
+        schema_version: int = 1,
+        tags: Sequence[str] | None = None,
+        occurred_at: str | None = None,
+    ) -> R:
+        raise NotImplementedError
+
+    def start_trace(
+        self,
+        workflow: str,
+        title: str,
+        primary_entity: Any,
+        source: SourceLike,
+        actor: ActorLike,
+        context: Mapping[str, str] | None = None,
+        trace_id: str | None = None,
+        **options: Any,
+    ) -> str:
+        trace_id = trace_id or new_id()
+        entity = as_dict(primary_entity)
+        payload: dict[str, Any] = {
+            "workflow": workflow,
+            "title": title,
+            "primary_entity": {
+                "entity_type": entity.get("entity_type"),
+                "entity_id": entity.get("entity_id"),
+                "system": entity.get("system"),
+            },
+        }
+        if context:
+            payload["context"] = dict(context)
+        options.setdefault("idempotency_key", f"start:{trace_id}")
+        self.append_event(trace_id, et.TRACE_STARTED, payload, source, actor, **options)
+        return trace_id
+
+    def finish_trace(
+        self,
+        trace_id: str,
+        outcome: str,
+        source: SourceLike,
+        actor: ActorLike,
+        summary: str | None = None,
+        **options: Any,
+    ) -> R:
+        payload: dict[str, Any] = {"outcome": outcome}
+        if summary:
+            payload["summary"] = summary
+        options.setdefault("idempotency_key", f"finish:{trace_id}")
+        return self.append_event(trace_id, et.TRACE_FINISHED, payload, source, actor, **options)
+
+    def observe_input(
+        self,
+        trace_id: str,
+        input_id: str,
+        input_source: Any,
+        facts: Sequence[Any],
+        source: SourceLike,
+        actor: ActorLike,
+        **options: Any,
+    ) -> R:
+        payload = {"input_id": input_id, "source": as_dict(input_source), "facts": as_dict(facts)}
+        return self.append_event(trace_id, et.INPUT_OBSERVED, payload, source, actor, **options)
+
+    def observe_entity(
+        self,
+        trace_id: str,
+        entity: Any,
+        role: str,
+        facts: Sequence[Any],
+        source: SourceLike,
+        actor: ActorLike,
+        **options: Any,
+    ) -> R:
+        payload = {"entity": as_dict(entity), "role": role, "facts": as_dict(facts)}
+        return self.append_event(trace_id, et.ENTITY_OBSERVED, payload, source, actor, **options)
+
+    def evaluate_policy(
+        self,
+        trace_id: str,
+        policy: Any,
+        inputs: Sequence[Any],
+        decision: str,
+        source: SourceLike,
+        actor: ActorLike,
+        violations: Sequence[Any] | None = None,
+        explanation: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> R:
+        payload: dict[str, Any] = {
+            "policy": as_dict(policy),
+            "inputs": as_dict(list(inputs)),
+            "decision": decision,
+        }
+        if violations:
+            payload["violations"] = as_dict(list(violations))
+        if explanation:
+            payload["explanation"] = dict(explanation)
+        return self.append_event(trace_id, et.POLICY_EVALUATED, payload, source, actor, **options)
+
+    def request_exception(
+        self,
+        trace_id: str,
+        exception_id: str,
+        policy: Any,
+        reason: str,
+        source: SourceLike,
+        actor: ActorLike,
+        evidence: Sequence[Any] | None = None,
+        **options: Any,
+    ) -> R:
+        payload: dict[str, Any] = {
+            "exception_id": exception_id,
+            "policy": as_dict(policy),
+            "reason": reason,
+        }
+        if evidence:
+            payload["evidence"] = as_dict(list(evidence))
+        return self.append_event(
+            trace_id, et.EXCEPTION_REQUESTED, payload, source, actor, **options
+        )
+
+    def record_approval(
+        self,
+        trace_id: str,
+        approval_id: str,
+        subject: Any,
+        approver: Any,
+        decision: str,
+        source: SourceLike,
+        actor: ActorLike,
+        reason: str | None = None,
+        evidence: Sequence[Any] | None = None,
+        **options: Any,
+    ) -> R:
+        payload: dict[str, Any] = {
+            "approval_id": approval_id,
+            "subject": as_dict(subject),
+            "approver": as_dict(approver),
+            "decision": decision,
+        }
+        if reason is not None:
+            payload["reason"] = reason
+        if evidence:
+            payload["evidence"] = as_dict(list(evidence))
+        return self.append_event(trace_id, et.APPROVAL_RECORDED, payload, source, actor, **options)
+
+    def cite_precedent(
+        self,
+        trace_id: str,
+        cited_trace_id: str,
+        reason: str,
+        source: SourceLike,
+        actor: ActorLike,
+        similarity_score: str | None = None,
+        **options: Any,
+    ) -> R:
+        payload: dict[str, Any] = {"cited_trace_id": cited_trace_id, "reason": reason}
+        if similarity_score is not None:
+            payload["similarity_score"] = similarity_score
+        return self.append_event(trace_id, et.PRECEDENT_CITED, payload, source, actor, **options)
+
+    def propose_action(
+        self,
+        trace_id: str,
+        action_id: str,
+        action_type: str,
+        target_entity: Any,
+        target_system: str,
+        changes: Sequence[Any],
+        source: SourceLike,
+        actor: ActorLike,
+        **options: Any,
+    ) -> R:
+        payload = {
+            "action_id": action_id,
+            "action_type": action_type,
+            "target_entity": as_dict(target_entity),
+            "target_system": target_system,
+            "changes": as_dict(list(changes)),
+        }
+        return self.append_event(trace_id, et.ACTION_PROPOSED, payload, source, actor, **options)
+
+    def commit_action(
+        self,
+        trace_id: str,
+        action_id: str,
+        status: str,
+        source: SourceLike,
+        actor: ActorLike,
+        external_reference: str | None = None,
+        error: str | None = None,
+        **options: Any,
+    ) -> R:
+        payload: dict[str, Any] = {"action_id": action_id, "status": status}
+        if external_reference is not None:
+            payload["external_reference"] = external_reference
+        if error is not None:
+            payload["error"] = error
+        return self.append_event(trace_id, et.ACTION_COMMITTED, payload, source, actor, **options)
