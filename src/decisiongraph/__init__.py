@@ -5,6 +5,7 @@ The public API is what ``__all__`` lists; everything else is internal.
 
 from __future__ import annotations
 
+from decisiongraph.connect import connect
 from decisiongraph.core.envelope import DEFAULT_TENANT, EventEnvelope, StoredEvent
 from decisiongraph.core.errors import ALL_ERROR_CODES, DecisionGraphError
 from decisiongraph.core.event_types import (
@@ -55,6 +56,7 @@ from decisiongraph.core.refs import (
 )
 from decisiongraph.facade import DecisionGraph
 from decisiongraph.projections.digests import Digests
+from decisiongraph.sdk.client import Client
 
 __version__ = "0.1.0"
 
@@ -75,6 +77,7 @@ __all__ = [
     "ActorRef",
     "ApprovalSubject",
     "Change",
+    "Client",
     "DecisionGraph",
     "DecisionGraphError",
     "Digests",
@@ -89,4 +92,5 @@ __all__ = [
     "Value",
     "Violation",
     "__version__",
+    "connect",
 ]

@@ -21,7 +21,6 @@ from decisiongraph.core.envelope import (
 )
 from decisiongraph.core.errors import InvalidArgumentError
 from decisiongraph.core.helpers import ActorLike, EventHelpers, SourceLike, actor_ref, source_ref
-from decisiongraph.core.ids import new_id
 from decisiongraph.projections.digests import Digests
 from decisiongraph.projections.rows import PROJECTION_NAMES
 from decisiongraph.query import events as event_queries
@@ -162,7 +161,7 @@ class DecisionGraph(EventHelpers[StoredEvent]):
         """Append one event at the trace's next position (spec 11.2)."""
         trace_seq = self._store.get_next_trace_seq(self._tenant, trace_id)
         envelope = EventEnvelope(
-            event_id=new_id(),
+            event_id=self.new_id(),
             trace_id=trace_id,
             trace_seq=trace_seq,
             event_type=event_type,

@@ -38,6 +38,9 @@ class DecisionGraphError(Exception):
     """Root of every domain error; ``code`` is the stable contract."""
 
     default_code: ClassVar[str] = STORAGE
+    #: Set on errors decoded from an HTTP response (the server's request id).
+    request_id: str | None = None
+    status: int | None = None
 
     def __init__(
         self,

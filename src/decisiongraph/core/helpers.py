@@ -8,7 +8,7 @@ inherit them and only supply ``append_event``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 from decisiongraph.core import event_types as et
@@ -41,6 +41,10 @@ class EventHelpers(Generic[R]):
     server's answer remotely.
     """
 
+    #: Makes event and trace ids; replace it for reproducible ids (tests,
+    #: simulations): the same calls then give the same events and digests.
+    new_id: Callable[[], str] = staticmethod(new_id)
+
     def append_event(
         self,
         trace_id: str,
@@ -68,7 +72,7 @@ class EventHelpers(Generic[R]):
         trace_id: str | None = None,
         **options: Any,
     ) -> str:
-        trace_id = trace_id or new_id()
+        trace_id = trace_id or self.new_id()
         entity = as_dict(primary_entity)
         payload: dict[str, Any] = {
             "workflow": workflow,
@@ -249,3 +253,101 @@ class EventHelpers(Generic[R]):
         if error is not None:
             payload["error"] = error
         return self.append_event(trace_id, et.ACTION_COMMITTED, payload, source, actor, **options)
+
+    def trace(
+        self,
+        workflow: str,
+        title: str,
+        primary_entity: Any,
+        source: SourceLike,
+        actor: ActorLike,
+        context: Mapping[str, str] | None = None,
+        trace_id: str | None = None,
+    ) -> TraceScope[R]:
+        """``with dg.trace(...) as t:`` records one decision as one trace.
+
+        Leaving the block finishes the trace with ``success``; an exception
+        finishes it with ``failure`` and a summary of the error, then
+        propagates.
+        """
+        return TraceScope(self, workflow, title, primary_entity, source, actor, context, trace_id)
+
+
+class TraceScope(Generic[R]):
+    """One open trace: the helpers without the trace id, source and actor."""
+
+    def __init__(
+        self,
+        client: EventHelpers[R],
+        workflow: str,
+        title: str,
+        primary_entity: Any,
+        source: SourceLike,
+        actor: ActorLike,
+        context: Mapping[str, str] | None,
+        trace_id: str | None,
+    ) -> None:
+        self._client = client
+        self._start = (workflow, title, primary_entity, context, trace_id)
+        self.source = source
+        self.actor = actor
+        self.trace_id = ""
+        self.outcome: str | None = None
+
+    def __enter__(self) -> TraceScope[R]:
+        workflow, title, entity, context, trace_id = self._start
+        self.trace_id = self._client.start_trace(
+            workflow, title, entity, self.source, self.actor, context=context, trace_id=trace_id
+        )
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is None:
+            self.finish(self.outcome or "success")
+        else:
+            summary = f"{type(exc).__name__}: {exc}"[:500]
+            self.finish("failure", summary=summary)
+
+    def finish(self, outcome: str, summary: str | None = None) -> R:
+        return self._client.finish_trace(self.trace_id, outcome, self.source, self.actor, summary)
+
+    def _call(self, name: str, *args: Any, **options: Any) -> R:
+        method = getattr(self._client, name)
+        result: R = method(self.trace_id, *args, self.source, self.actor, **options)
+        return result
+
+    def observe_input(self, input_id: str, input_source: Any, facts: Sequence[Any], **o: Any) -> R:
+        return self._call("observe_input", input_id, input_source, facts, **o)
+
+    def observe_entity(self, entity: Any, role: str, facts: Sequence[Any], **o: Any) -> R:
+        return self._call("observe_entity", entity, role, facts, **o)
+
+    def evaluate_policy(self, policy: Any, inputs: Sequence[Any], decision: str, **o: Any) -> R:
+        return self._call("evaluate_policy", policy, inputs, decision, **o)
+
+    def request_exception(self, exception_id: str, policy: Any, reason: str, **o: Any) -> R:
+        return self._call("request_exception", exception_id, policy, reason, **o)
+
+    def record_approval(
+        self, approval_id: str, subject: Any, approver: Any, decision: str, **o: Any
+    ) -> R:
+        return self._call("record_approval", approval_id, subject, approver, decision, **o)
+
+    def cite_precedent(self, cited_trace_id: str, reason: str, **o: Any) -> R:
+        return self._call("cite_precedent", cited_trace_id, reason, **o)
+
+    def propose_action(
+        self,
+        action_id: str,
+        action_type: str,
+        target_entity: Any,
+        target_system: str,
+        changes: Sequence[Any],
+        **o: Any,
+    ) -> R:
+        return self._call(
+            "propose_action", action_id, action_type, target_entity, target_system, changes, **o
+        )
+
+    def commit_action(self, action_id: str, status: str, **o: Any) -> R:
+        return self._call("commit_action", action_id, status, **o)
