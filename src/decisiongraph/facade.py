@@ -20,7 +20,7 @@ from decisiongraph.core.envelope import (
     envelope_from_dict,
 )
 from decisiongraph.core.errors import InvalidArgumentError
-from decisiongraph.core.helpers import ActorLike, EventHelpers, SourceLike, actor_ref, source_ref
+from decisiongraph.core.helpers import ActorLike, EventHelpers, SourceLike
 from decisiongraph.projections.digests import Digests
 from decisiongraph.projections.rows import PROJECTION_NAMES
 from decisiongraph.query import events as event_queries
@@ -160,20 +160,19 @@ class DecisionGraph(EventHelpers[StoredEvent]):
     ) -> StoredEvent:
         """Append one event at the trace's next position (spec 11.2)."""
         trace_seq = self._store.get_next_trace_seq(self._tenant, trace_id)
-        envelope = EventEnvelope(
-            event_id=self.new_id(),
-            trace_id=trace_id,
-            trace_seq=trace_seq,
-            event_type=event_type,
-            occurred_at=occurred_at or format_timestamp(self._clock()),
-            source=source_ref(source),
-            actor=actor_ref(actor),
-            idempotency_key=idempotency_key or f"{event_type}:{trace_id}:{trace_seq}",
-            payload=payload,
-            correlation_id=correlation_id,
-            causation_event_id=causation_event_id,
-            schema_version=schema_version,
-            tags=tuple(tags or ()),
+        envelope = self.build_envelope(
+            trace_id,
+            trace_seq,
+            event_type,
+            payload,
+            source,
+            actor,
+            occurred_at or format_timestamp(self._clock()),
+            idempotency_key,
+            correlation_id,
+            causation_event_id,
+            schema_version,
+            tags,
         )
         return self.append_events([envelope])[0]
 

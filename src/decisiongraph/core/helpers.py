@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 from decisiongraph.core import event_types as et
+from decisiongraph.core.envelope import EventEnvelope
 from decisiongraph.core.ids import new_id
 from decisiongraph.core.refs import ActorRef, SourceRef, as_dict
 
@@ -44,6 +45,39 @@ class EventHelpers(Generic[R]):
     #: Makes event and trace ids; replace it for reproducible ids (tests,
     #: simulations): the same calls then give the same events and digests.
     new_id: Callable[[], str] = staticmethod(new_id)
+
+    def build_envelope(
+        self,
+        trace_id: str,
+        trace_seq: int,
+        event_type: str,
+        payload: dict[str, Any],
+        source: SourceLike,
+        actor: ActorLike,
+        occurred_at: str,
+        idempotency_key: str | None = None,
+        correlation_id: str | None = None,
+        causation_event_id: str | None = None,
+        schema_version: int = 1,
+        tags: Sequence[str] | None = None,
+    ) -> EventEnvelope:
+        """The envelope of spec 11.2 defaults: a fresh event id and the
+        ``"{event_type}:{trace_id}:{trace_seq}"`` idempotency key."""
+        return EventEnvelope(
+            event_id=self.new_id(),
+            trace_id=trace_id,
+            trace_seq=trace_seq,
+            event_type=event_type,
+            occurred_at=occurred_at,
+            source=source_ref(source),
+            actor=actor_ref(actor),
+            idempotency_key=idempotency_key or f"{event_type}:{trace_id}:{trace_seq}",
+            payload=payload,
+            correlation_id=correlation_id,
+            causation_event_id=causation_event_id,
+            schema_version=schema_version,
+            tags=tuple(tags or ()),
+        )
 
     def append_event(
         self,

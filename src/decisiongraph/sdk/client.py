@@ -22,7 +22,7 @@ from decisiongraph.core.clock import now_timestamp
 from decisiongraph.core.envelope import EventEnvelope
 from decisiongraph.core.errors import DecisionGraphError, NotFoundError
 from decisiongraph.core.event_types import TRACE_STARTED
-from decisiongraph.core.helpers import ActorLike, EventHelpers, SourceLike, actor_ref, source_ref
+from decisiongraph.core.helpers import ActorLike, EventHelpers, SourceLike
 from decisiongraph.sdk.errors import RETRYABLE_STATUSES, error_from_response
 from decisiongraph.sdk.retry import RetryPolicy
 from decisiongraph.sdk.spool import Spool
@@ -173,20 +173,19 @@ class Client(EventHelpers[Receipt]):
         the event is on disk and will be delivered in order.
         """
         trace_seq = self._trace_seq(trace_id, event_type)
-        envelope = EventEnvelope(
-            event_id=self.new_id(),
-            trace_id=trace_id,
-            trace_seq=trace_seq,
-            event_type=event_type,
-            occurred_at=occurred_at or now_timestamp(),
-            source=source_ref(source),
-            actor=actor_ref(actor),
-            idempotency_key=idempotency_key or f"{event_type}:{trace_id}:{trace_seq}",
-            payload=payload,
-            correlation_id=correlation_id,
-            causation_event_id=causation_event_id,
-            schema_version=schema_version,
-            tags=tuple(tags or ()),
+        envelope = self.build_envelope(
+            trace_id,
+            trace_seq,
+            event_type,
+            payload,
+            source,
+            actor,
+            occurred_at or now_timestamp(),
+            idempotency_key,
+            correlation_id,
+            causation_event_id,
+            schema_version,
+            tags,
         ).to_dict()
         if self._spool is not None:
             self._spool.put(self.tenant, envelope)
