@@ -1,139 +1,246 @@
-"""A poison event: retried, dead-lettered, the projection stops; retry or skip."""
+"""A poison event (its stored payload no longer matches its hash): retried with
+backoff, dead-lettered after max_attempts, the projection stops there and
+skips nothing; an operator retries after a fix, or skips (audited).
+Both backends."""
 
 from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 import pytest
 
-from decisiongraph.core.canonical_json import json_p
 from decisiongraph.core.errors import DecisionGraphError
+from decisiongraph.projections.rows import CONTEXT_GRAPH, TRACE_SUMMARY
 from decisiongraph.runtime.backoff import Backoff
 from decisiongraph.runtime.health import projection_statuses
-from decisiongraph.runtime.process import open_runtime_store as open_sql_store
 from decisiongraph.runtime.rebuild import replay_digests
 from decisiongraph.runtime.worker import ProjectionWorker
 from decisiongraph.store.postgres import is_postgres_url
-from tests.runtime.support import seeded
+from decisiongraph.store.sql_base import SqlEventStore
+from tests.runtime.support import T, open_sql, seeded
 
-T = "default"
-P = "trace_summary"
+P = TRACE_SUMMARY
+POISON = 37  # an InputObserved in the middle of the trace started at log_seq 33
+TRACE_START = 33
+TRACE_FINISH = 45
+TINY = Backoff(base=0.001, cap=0.005)
 
 
-def raw_sql(url: str, *statements: tuple[str, tuple[object, ...]]) -> None:
+def raw_sql(url: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     """Behind the store's back, as a tamperer or a bad migration would."""
     if is_postgres_url(url):
         with psycopg.connect(url, autocommit=True) as conn:
-            for sql, params in statements:
-                conn.execute(sql.replace("?", "%s"), params)
-    else:
-        with sqlite3.connect(url) as conn:
-            for sql, params in statements:
-                conn.execute(sql, params)
+            cur = conn.execute(sql.replace("?", "%s"), params)
+            return cur.fetchall() if cur.description else []
+    with sqlite3.connect(url) as conn:
+        return conn.execute(sql, params).fetchall()
 
 
-def drop_append_only(url: str) -> None:
-    if is_postgres_url(url):
-        raw_sql(url, ("DROP TRIGGER dg_event_log_append_only ON dg_event_log", ()))
-    else:
-        raw_sql(url, ("DROP TRIGGER dg_event_log_no_update", ()))
+def set_payload(url: str, log_seq: int, payload_json: str) -> None:
+    raw_sql(
+        url,
+        "UPDATE dg_event_log SET payload_json = ? WHERE tenant_id = ? AND log_seq = ?",
+        (payload_json, T, log_seq),
+    )
 
 
-def run_until(worker: ProjectionWorker, done: object, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not done():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "worker did not get there in time"
-        worker.step()
-        time.sleep(0.005)
+@dataclass
+class Poisoned:
+    url: str
+    store: SqlEventStore
+    original_payload: str
+    event_id: str
+    trace_ids: list[str]  # by log_seq - 1
+
+    def worker(self, backoff: Backoff = TINY) -> ProjectionWorker:
+        return ProjectionWorker(
+            self.store, T, P, "test-owner", batch_size=10, max_attempts=3, backoff=backoff
+        )
 
 
 @pytest.fixture
-def poisoned(backend_url: str):  # type: ignore[no-untyped-def]
-    store = open_sql_store(backend_url)
-    store.append(T, seeded(20, seed=21))
-    poison = 37
-    original = store.list_events(T, since_log_seq=poison - 1, limit=1)[0]
-    drop_append_only(backend_url)
-    raw_sql(
+def poisoned(backend_url: str) -> Iterator[Poisoned]:
+    store = open_sql(backend_url)
+    events = seeded(20, seed=21)
+    store.append(T, events)
+    assert events[POISON - 1].event_type == "InputObserved"
+    ((original, event_id),) = raw_sql(
         backend_url,
-        (
-            "UPDATE dg_event_log SET payload_json = ? WHERE tenant_id = ? AND log_seq = ?",
-            ('{"tampered":true}', T, poison),
-        ),
+        "SELECT payload_json, event_id FROM dg_event_log WHERE tenant_id = ? AND log_seq = ?",
+        (T, POISON),
     )
-    worker = ProjectionWorker(
-        store, T, P, "test-owner", batch_size=10, max_attempts=3, backoff=Backoff(0.001, 0.005)
-    )
-    yield store, worker, poison, original, backend_url
-    store.close()
+    if is_postgres_url(backend_url):
+        raw_sql(backend_url, "DROP TRIGGER dg_event_log_append_only ON dg_event_log")
+    else:
+        raw_sql(backend_url, "DROP TRIGGER dg_event_log_no_update")
+    assert original.startswith("{") and original != "{}"
+    set_payload(backend_url, POISON, original[:-1] + ',"tampered":true}')
+    try:
+        yield Poisoned(backend_url, store, original, event_id, [e.trace_id for e in events])
+    finally:
+        store.close()
 
 
-def test_poison_event_is_dead_lettered_and_nothing_is_skipped(poisoned) -> None:  # type: ignore[no-untyped-def]
-    store, worker, poison, original, url = poisoned
-    run_until(worker, lambda: worker.parked)
-    letters = store.dead_letters(T, projection=P)
-    assert len(letters) == 1
-    letter = letters[0]
-    assert (letter.log_seq, letter.event_id, letter.error_code, letter.attempts) == (
-        poison,
-        original.event_id,
+def step_until(worker: ProjectionWorker, done: Callable[[], bool], timeout: float = 20.0) -> int:
+    """Step the worker until ``done``; returns how many steps it took."""
+    deadline = time.monotonic() + timeout
+    steps = 0
+    while not done():
+        assert time.monotonic() < deadline, "the worker did not get there in time"
+        worker.step()
+        steps += 1
+        time.sleep(0.002)
+    return steps
+
+
+def status_of(store: SqlEventStore, projection: str = P) -> Any:
+    return {s.projection: s for s in projection_statuses(store, T)}[projection]
+
+
+def test_poison_is_retried_with_backoff_then_parked_and_nothing_after_it_applies(
+    poisoned: Poisoned,
+) -> None:
+    store = poisoned.store
+    worker = poisoned.worker(Backoff(base=0.2, cap=0.4))
+    started = time.monotonic()
+    step_until(worker, lambda: worker.seconds_until_retry() is not None)
+    # First failure: the good events before the poison are in, a retry is due
+    # later, and until then a step does nothing.
+    assert store.projection_cursor(T, P) == POISON - 1
+    assert 0 < (worker.seconds_until_retry() or 0) <= 0.2
+    assert worker.step() == 0
+    assert store.dead_letters(T) == []
+    retrying = status_of(store)
+    assert retrying.status == "catching_up"  # retrying, not failed yet
+    assert retrying.last_error is not None and "DG_ERR_CONFLICT" in retrying.last_error
+
+    step_until(worker, lambda: worker.parked)
+    # Attempts 1 -> 2 -> 3 waited at least 0.1 s + 0.2 s (jittered backoff).
+    assert time.monotonic() - started >= 0.3
+
+    (letter,) = store.dead_letters(T)
+    assert (letter.tenant_id, letter.projection_name, letter.log_seq) == (T, P, POISON)
+    assert (letter.event_id, letter.error_code, letter.attempts) == (
+        poisoned.event_id,
         "DG_ERR_CONFLICT",
         3,
     )
-    assert letter.status == "open" and letter.first_seen_at <= letter.last_seen_at
-    status = {s.projection: s for s in projection_statuses(store, T)}[P]
-    assert status.status == "failed" and status.cursor == poison - 1
-    assert status.last_error and "DG_ERR_CONFLICT" in status.last_error
-    for _ in range(5):
-        worker.step()
-    assert store.projection_cursor(T, P) == poison - 1  # parked, never past the poison
+    assert letter.status == "open" and letter.resolved_at is None
+    assert letter.first_seen_at and letter.first_seen_at <= letter.last_seen_at
+    assert str(POISON) in letter.message
 
-    # The fix: restore the row, then retry.
-    payload_json = json_p(original.payload)
-    raw_sql(
-        url,
-        (
-            "UPDATE dg_event_log SET payload_json = ? WHERE tenant_id = ? AND log_seq = ?",
-            (payload_json, T, poison),
-        ),
-    )
-    retried = store.resolve_dead_letter(
-        T, letter.id, action="retry", actor="ops", reason="row restored"
-    )
+    status = status_of(store)
+    assert (status.status, status.cursor, status.open_dead_letters) == ("failed", POISON - 1, 1)
+    assert status.last_error is not None and "DG_ERR_CONFLICT" in status.last_error
+
+    # Everything before the poison, and only that, is applied.
+    assert store.digests(T).trace_summary == replay_digests(store, T, POISON - 1).trace_summary
+    for _ in range(20):
+        assert worker.step() == 0
+    assert store.projection_cursor(T, P) == POISON - 1
+    stuck = store.get_summary(T, poisoned.trace_ids[TRACE_START - 1])
+    assert stuck is not None and stuck.event_count == 1 and stuck.outcome is None
+    assert store.get_summary(T, poisoned.trace_ids[TRACE_FINISH]) is None  # the next trace
+    assert status_of(store).status == "failed"
+
+
+def test_retry_after_the_fix_resolves_and_catches_up(poisoned: Poisoned) -> None:
+    store, worker = poisoned.store, poisoned.worker()
+    step_until(worker, lambda: worker.parked)
+    (letter,) = store.dead_letters(T)
+
+    set_payload(poisoned.url, POISON, poisoned.original_payload)  # the fix
+    retried = store.resolve_dead_letter(T, letter.id, action="retry", actor="ops", reason="fixed")
     assert retried.status == "retry"
+    assert status_of(store).status != "failed"  # no open letter any more
     head = store.get_last_log_seq(T)
-    run_until(worker, lambda: store.projection_cursor(T, P) == head)
-    assert store.get_dead_letter(T, letter.id).status == "resolved"
-    store.project_pending(T)
+    step_until(worker, lambda: store.projection_cursor(T, P) == head)
+
+    done = store.get_dead_letter(T, letter.id)
+    assert done.status == "resolved" and done.resolved_at is not None
+    assert not worker.parked
+    finished = store.get_summary(T, poisoned.trace_ids[TRACE_START - 1])
+    assert finished is not None and finished.event_count == 2
+    status = status_of(store)
+    assert (status.status, status.cursor, status.last_error) == ("healthy", head, None)
+    audit = store.audit_log(T)
+    assert (audit[0].action, audit[0].actor, audit[0].reason) == (
+        "dead_letter.retry",
+        "ops",
+        "fixed",
+    )
+    assert audit[0].details["dead_letter_id"] == letter.id
+
+    store.project_pending(T)  # the other projections never met the poison after the fix
     assert store.digests(T) == replay_digests(store, T)
     assert {s.status for s in projection_statuses(store, T)} == {"healthy"}
 
 
-def test_skip_is_explicit_and_audited(poisoned) -> None:  # type: ignore[no-untyped-def]
-    store, worker, poison, _, _ = poisoned
-    run_until(worker, lambda: worker.parked)
-    letter = store.dead_letters(T, projection=P)[0]
+def test_retry_without_a_fix_parks_again_and_counts_attempts(poisoned: Poisoned) -> None:
+    store, worker = poisoned.store, poisoned.worker()
+    step_until(worker, lambda: worker.parked)
+    (letter,) = store.dead_letters(T)
+    store.resolve_dead_letter(T, letter.id, action="retry", actor="ops", reason="try again")
+    step_until(worker, lambda: store.get_dead_letter(T, letter.id).status == "open")
+    again = store.get_dead_letter(T, letter.id)
+    assert again.attempts == 6  # 3 + 3: a repeat failure bumps the count
+    assert again.first_seen_at == letter.first_seen_at
+    assert again.last_seen_at >= letter.last_seen_at
+    assert store.projection_cursor(T, P) == POISON - 1
+    assert status_of(store).status == "failed"
+    assert len(store.dead_letters(T)) == 1
+
+
+def test_skip_moves_past_the_poison_and_is_audited(poisoned: Poisoned) -> None:
+    store, worker = poisoned.store, poisoned.worker()
+    step_until(worker, lambda: worker.parked)
+    (letter,) = store.dead_letters(T)
+
+    for blank in ("", "   "):
+        with pytest.raises(DecisionGraphError) as caught:
+            store.resolve_dead_letter(T, letter.id, action="skip", actor="ops", reason=blank)
+        assert caught.value.code == "DG_ERR_INVALID_ARGUMENT"
     with pytest.raises(DecisionGraphError) as caught:
-        store.resolve_dead_letter(T, letter.id, action="skip", actor="ops", reason="  ")
+        store.resolve_dead_letter(T, letter.id, action="ignore", actor="ops", reason="x")
     assert caught.value.code == "DG_ERR_INVALID_ARGUMENT"
+    assert store.get_dead_letter(T, letter.id).status == "open"  # refused calls change nothing
+    assert store.audit_log(T) == []
+
     skipped = store.resolve_dead_letter(
         T, letter.id, action="skip", actor="ops", reason="known bad row"
     )
-    assert skipped.status == "skipped"
+    assert skipped.status == "skipped" and skipped.resolution == "known bad row"
+    assert skipped.resolved_at is not None
     head = store.get_last_log_seq(T)
-    run_until(worker, lambda: store.projection_cursor(T, P) == head)
-    audit = store.audit_log(T)
-    assert audit[0].action == "dead_letter.skip" and audit[0].reason == "known bad row"
-    assert audit[0].actor == "ops" and audit[0].target == f"{P}@{poison}"
+    step_until(worker, lambda: store.projection_cursor(T, P) == head)
+    assert status_of(store).status == "healthy"
+    # The trace around the poison finished (the skipped event wrote nothing).
+    finished = store.get_summary(T, poisoned.trace_ids[TRACE_START - 1])
+    assert finished is not None and finished.event_count == 2
+
+    (entry,) = store.audit_log(T)
+    assert (entry.action, entry.reason, entry.actor) == ("dead_letter.skip", "known bad row", "ops")
+    assert entry.target == f"{P}@{POISON}"
+    assert entry.details == {"dead_letter_id": letter.id, "event_id": poisoned.event_id}
+
     with pytest.raises(DecisionGraphError) as caught:
         store.resolve_dead_letter(T, letter.id, action="retry", actor="ops", reason="again")
     assert caught.value.code == "DG_ERR_CONFLICT"
     with pytest.raises(DecisionGraphError) as caught:
+        store.resolve_dead_letter(T, letter.id, action="skip", actor="ops", reason="again")
+    assert caught.value.code == "DG_ERR_CONFLICT"
+    with pytest.raises(DecisionGraphError) as caught:
         store.resolve_dead_letter(T, 999_999, action="retry", actor="ops", reason="x")
     assert caught.value.code == "DG_ERR_NOT_FOUND"
-    # Other projections, untouched by the skip, still stop at the poison.
-    with pytest.raises(DecisionGraphError):
-        store.project_pending(T, projections=["context_graph"], batch_size=1)
-    assert store.projection_cursor(T, "context_graph") == poison - 1
+    assert len(store.audit_log(T)) == 1
+
+    # A skip is per projection: the others still stop at the poison.
+    with pytest.raises(DecisionGraphError) as caught:
+        store.project_pending(T, projections=[CONTEXT_GRAPH], batch_size=1)
+    assert caught.value.code == "DG_ERR_CONFLICT"
+    assert store.projection_cursor(T, CONTEXT_GRAPH) == POISON - 1

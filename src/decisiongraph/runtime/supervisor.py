@@ -124,8 +124,18 @@ class Supervisor:
                             )
                             self._threads[key] = thread
                             thread.start()
-            except Exception:  # the store may be briefly unreachable; try again
+            except Exception:  # the store may be unreachable: reopen it and try again
                 log.exception("tenant discovery failed")
+                if not self._shared:
+                    try:
+                        self._probe_store.close()
+                    except Exception:
+                        log.debug("closing the lost probe store failed", exc_info=True)
+                    try:
+                        self._probe_store = self._factory()
+                        self._probe_store.add_append_listener(self._on_append)
+                    except Exception:
+                        log.warning("cannot reopen the store for tenant discovery", exc_info=True)
             self._stop.wait(max(self._config.poll_interval, 1.0))
 
     # -- one worker's life -------------------------------------------------------
@@ -151,6 +161,8 @@ class Supervisor:
                     with self._lock:
                         self._workers[(tenant_id, projection)] = worker
                 applied = worker.step()
+                if failures and store is not None:  # recovered: clear the crash report
+                    store.set_projection_error(tenant_id, projection, None)
                 failures = 0
                 if applied:
                     continue

@@ -20,6 +20,9 @@ from decisiongraph.store.sql_backend import Cursor
 from decisiongraph.store.sql_projector import SqlProjector
 from decisiongraph.store.tables import LIVE, SHADOW
 
+#: Seconds without a heartbeat after which a rebuild claim has lapsed.
+REBUILD_CLAIM_TTL = 3.0
+
 DEAD_LETTER_COLUMNS = (
     "id, tenant_id, projection_name, log_seq, event_id, error_code, message, attempts, "
     "first_seen_at, last_seen_at, status, resolved_at, resolution"
@@ -153,9 +156,11 @@ class SqlRuntime(SqlProjector):
         with self._read() as cur:
             rows = self._x(
                 cur,
-                "SELECT projection_name, last_error, last_error_at, rebuilding, rebuild_owner, "
-                "rebuild_started_at, updated_at FROM dg_projection_state WHERE tenant_id = ?",
-                (tenant_id,),
+                "SELECT projection_name, last_error, last_error_at, "
+                f"rebuilding = 1 AND rebuild_heartbeat_at > {self.db_epoch_sql} - ?, "
+                "rebuild_owner, rebuild_started_at, updated_at FROM dg_projection_state "
+                "WHERE tenant_id = ?",
+                (REBUILD_CLAIM_TTL, tenant_id),
             ).fetchall()
         return {
             row[0]: ProjectionState(row[1], row[2], bool(row[3]), row[4], row[5], row[6])
@@ -360,16 +365,20 @@ class SqlRuntime(SqlProjector):
 
     # -- online rebuild ----------------------------------------------------------
     def begin_rebuild(self, tenant_id: str, projection: str, owner: str) -> None:
-        """Claim the rebuild of a projection and empty its shadow tables."""
+        """Claim the rebuild of a projection and empty its shadow tables.
+
+        A claim whose rebuilder stopped beating (see :meth:`beat_rebuild`)
+        for ``REBUILD_CLAIM_TTL`` seconds has lapsed and may be taken over.
+        """
         names = self._projection_names([projection])
         with self._write() as cur:
             row = self._x(
                 cur,
-                "SELECT rebuilding, rebuild_owner FROM dg_projection_state "
-                "WHERE tenant_id = ? AND projection_name = ?",
-                (tenant_id, projection),
+                f"SELECT rebuilding, rebuild_owner, rebuild_heartbeat_at > {self.db_epoch_sql} - ? "
+                "FROM dg_projection_state WHERE tenant_id = ? AND projection_name = ?",
+                (REBUILD_CLAIM_TTL, tenant_id, projection),
             ).fetchone()
-            if row is not None and row[0]:
+            if row is not None and row[0] and row[2]:
                 raise ConflictError(
                     f"{projection} of tenant {tenant_id} is already being rebuilt by {row[1]}",
                     details={"owner": row[1]},
@@ -382,7 +391,21 @@ class SqlRuntime(SqlProjector):
                 rebuild_owner=owner,
                 rebuild_started_at=self._now(),
             )
+            self._beat(cur, tenant_id, projection, owner)
         self._reset(tenant_id, names, SHADOW)
+
+    def _beat(self, cur: Cursor, tenant_id: str, projection: str, owner: str) -> None:
+        self._x(
+            cur,
+            f"UPDATE dg_projection_state SET rebuild_heartbeat_at = {self.db_epoch_sql} "
+            "WHERE tenant_id = ? AND projection_name = ? AND rebuild_owner = ? AND rebuilding = 1",
+            (tenant_id, projection, owner),
+        )
+
+    def beat_rebuild(self, tenant_id: str, projection: str, owner: str) -> None:
+        """Keep a rebuild claim alive (the rebuilder calls this every second)."""
+        with self._write() as cur:
+            self._beat(cur, tenant_id, projection, owner)
 
     def rebuild_step(self, tenant_id: str, projection: str, batch_size: int) -> int:
         """Apply one batch to the shadow copy; returns events read (0: caught up)."""
