@@ -173,19 +173,23 @@ class PostgresEventStore(SqlEventStore):
     def _find_existing(
         self, cur: psycopg.Cursor[Any], tenant_id: str, keys: Sequence[IdemKey]
     ) -> dict[IdemKey, StoredEvent]:
-        """One index probe per key, the keys sent as two arrays (two parameters)."""
-        unique = list(dict.fromkeys(keys))
-        select = EVENT_SELECT.replace("SELECT ", "SELECT e.", 1).replace(", ", ", e.")
+        """Index probes for the batch's keys (array parameters, exact pairs kept).
+
+        ``= ANY`` on both key columns lets the planner walk the idempotency
+        index; a join against an unnested array tends to become a hash join
+        over the whole log as it grows.
+        """
+        unique = set(keys)
         rows = cur.execute(
-            select.replace("FROM dg_event_log", "FROM unnest(%s::text[], %s::text[]) AS k(p, i) ")
-            + "JOIN dg_event_log e ON e.tenant_id = %s AND e.producer_id = k.p "
-            "AND e.idempotency_key = k.i",
-            ([p for p, _ in unique], [i for _, i in unique], tenant_id),
+            EVENT_SELECT + " WHERE tenant_id = %s AND producer_id = ANY(%s) "
+            "AND idempotency_key = ANY(%s)",
+            (tenant_id, sorted({p for p, _ in unique}), sorted({i for _, i in unique})),
         ).fetchall()
         found: dict[IdemKey, StoredEvent] = {}
         for row in rows:
-            event = event_from_row(row)
-            found[(event.source.producer_id, event.idempotency_key)] = event
+            if (row[8], row[15]) in unique:
+                event = event_from_row(row)
+                found[(event.source.producer_id, event.idempotency_key)] = event
         return found
 
     def _insert_events(self, cur: psycopg.Cursor[Any], rows: Sequence[Row]) -> None:
