@@ -106,6 +106,23 @@ class EventHelpers(Generic[R]):
         trace_id: str | None = None,
         **options: Any,
     ) -> str:
+        trace_id, _ = self._start_trace(
+            workflow, title, primary_entity, source, actor, context, trace_id, **options
+        )
+        return trace_id
+
+    def _start_trace(
+        self,
+        workflow: str,
+        title: str,
+        primary_entity: Any,
+        source: SourceLike,
+        actor: ActorLike,
+        context: Mapping[str, str] | None = None,
+        trace_id: str | None = None,
+        **options: Any,
+    ) -> tuple[str, R]:
+        """The TraceStarted append, and the new trace's id."""
         trace_id = trace_id or self.new_id()
         entity = as_dict(primary_entity)
         payload: dict[str, Any] = {
@@ -120,8 +137,9 @@ class EventHelpers(Generic[R]):
         if context:
             payload["context"] = dict(context)
         options.setdefault("idempotency_key", f"start:{trace_id}")
-        self.append_event(trace_id, et.TRACE_STARTED, payload, source, actor, **options)
-        return trace_id
+        return trace_id, self.append_event(
+            trace_id, et.TRACE_STARTED, payload, source, actor, **options
+        )
 
     def finish_trace(
         self,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
+from decisiongraph.sdk.async_client import AsyncClient
 from decisiongraph.sdk.client import Client
 from decisiongraph.sdk.retry import RetryPolicy
 
-__all__ = ["Client", "RetryPolicy"]
+__all__ = ["AsyncClient", "Client", "RetryPolicy"]

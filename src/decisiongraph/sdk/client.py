@@ -57,6 +57,7 @@ class Client(EventHelpers[Receipt]):
         self._retry = retry or RetryPolicy()
         self._seq_lock = threading.Lock()
         self._next_seq: dict[str, int] = {}
+        self._trace_locks: dict[str, threading.Lock] = {}
         self._max_batch = max_batch
         self._flush_interval = flush_interval
         self._spool: Spool | None = None
@@ -172,6 +173,42 @@ class Client(EventHelpers[Receipt]):
         Buffered clients return at once with ``{"status": "spooled", ...}``;
         the event is on disk and will be delivered in order.
         """
+        with self._trace_lock(trace_id):  # positions are used in the order handed out
+            return self._append_in_order(
+                trace_id,
+                event_type,
+                payload,
+                source,
+                actor,
+                idempotency_key,
+                correlation_id,
+                causation_event_id,
+                schema_version,
+                tags,
+                occurred_at,
+            )
+
+    def _trace_lock(self, trace_id: str) -> threading.Lock:
+        with self._seq_lock:
+            lock = self._trace_locks.get(trace_id)
+            if lock is None:
+                lock = self._trace_locks[trace_id] = threading.Lock()
+            return lock
+
+    def _append_in_order(
+        self,
+        trace_id: str,
+        event_type: str,
+        payload: dict[str, Any],
+        source: SourceLike,
+        actor: ActorLike,
+        idempotency_key: str | None,
+        correlation_id: str | None,
+        causation_event_id: str | None,
+        schema_version: int,
+        tags: Sequence[str] | None,
+        occurred_at: str | None,
+    ) -> Receipt:
         trace_seq = self._trace_seq(trace_id, event_type)
         envelope = self.build_envelope(
             trace_id,
