@@ -9,3 +9,4 @@ $PY bench/catchup.py
 $PY bench/lag.py
 $PY bench/service_load.py --db sqlite
 $PY bench/service_load.py --db postgres
+$PY bench/sdk.py
