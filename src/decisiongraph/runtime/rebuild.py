@@ -9,6 +9,7 @@ the size of the log.
 from __future__ import annotations
 
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from decisiongraph.core.errors import ConflictError
 from decisiongraph.projections.digests import Digests
 from decisiongraph.projections.rows import CONTEXT_GRAPH, PRECEDENT_INDEX, TRACE_SUMMARY
 from decisiongraph.store.sql_base import SqlEventStore
+from decisiongraph.store.sql_runtime import REBUILD_CLAIM_TTL
 from decisiongraph.store.sqlite import SQLiteEventStore
 
 REPLICA_BATCH = 5000
@@ -39,6 +41,14 @@ def rebuild_online(
     cursor after the swap.
     """
     store.begin_rebuild(tenant_id, projection, owner)
+    stop = threading.Event()
+
+    def beat() -> None:  # keeps the claim alive however long a step takes
+        while not stop.wait(REBUILD_CLAIM_TTL / 3):
+            store.beat_rebuild(tenant_id, projection, owner)
+
+    heart = threading.Thread(target=beat, name="dg-rebuild-heartbeat", daemon=True)
+    heart.start()
     try:
         while store.rebuild_step(tenant_id, projection, batch_size):
             if on_progress is not None:
@@ -47,6 +57,8 @@ def rebuild_online(
                 )
         return store.swap_rebuild(tenant_id, projection)
     finally:
+        stop.set()
+        heart.join()
         store.end_rebuild(tenant_id, projection)
 
 
