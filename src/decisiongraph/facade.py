@@ -70,6 +70,7 @@ class DecisionGraph(EventHelpers[StoredEvent]):
         """
         if not tenant:
             raise InvalidArgumentError("tenant must be a non-empty string")
+        self._owns_store = store is None  # a shared store is closed by its owner
         self._store = store if store is not None else open_store(target, clock=clock)
         self._tenant = tenant
         self._clock = clock
@@ -120,7 +121,8 @@ class DecisionGraph(EventHelpers[StoredEvent]):
         if self._supervisor is not None:
             self._supervisor.stop()
             self._supervisor = None
-        self._store.close()
+        if self._owns_store:
+            self._store.close()
 
     def __enter__(self) -> DecisionGraph:
         return self

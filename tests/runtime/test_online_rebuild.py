@@ -25,6 +25,7 @@ from decisiongraph.runtime.rebuild import compare_with_rebuild, rebuild_online
 from decisiongraph.runtime.supervisor import Supervisor, SupervisorConfig
 from decisiongraph.store.postgres import PostgresEventStore, is_postgres_url
 from decisiongraph.store.sql_base import SqlEventStore
+from decisiongraph.store.sql_runtime import REBUILD_CLAIM_TTL
 from tests.runtime.support import (
     T,
     Writer,
@@ -32,6 +33,7 @@ from tests.runtime.support import (
     open_sql,
     progress,
     seeded,
+    stays_false,
     wait_until,
 )
 
@@ -197,7 +199,7 @@ def test_a_second_rebuild_of_the_same_projection_is_refused(backend_url: str) ->
         state = store.projection_states(T)[CONTEXT_GRAPH]
         assert state.rebuilding and state.rebuild_owner == "first"
     finally:
-        store.end_rebuild(T, CONTEXT_GRAPH)
+        store.end_rebuild(T, CONTEXT_GRAPH, "first")
         store.close()
 
 
@@ -251,3 +253,45 @@ def test_a_killed_rebuilder_does_not_block_rebuilds_forever(pg_url: str) -> None
         assert {s.status for s in projection_statuses(store, T)} == {"healthy"}
     finally:
         store.close()
+
+
+def test_a_live_but_slow_rebuild_keeps_its_claim(pg_url: str) -> None:
+    store = open_sql(pg_url)
+    store.append(T, seeded(10, seed=46))
+    store.project_pending(T)
+    reached, release = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def hold(shadow: int, head: int) -> None:
+        reached.set()
+        release.wait(30)  # a slow step: the rebuilder is alive, just not done
+
+    def rebuild() -> None:
+        own = open_sql(pg_url)
+        try:
+            rebuild_online(own, T, CONTEXT_GRAPH, owner="slow", batch_size=10, on_progress=hold)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            own.close()
+
+    def rebuilding() -> bool:
+        states = {s.projection: s.status for s in projection_statuses(store, T)}
+        return states[CONTEXT_GRAPH] == "rebuilding"
+
+    rebuilder = threading.Thread(target=rebuild, name="slow-rebuilder", daemon=True)
+    rebuilder.start()
+    try:
+        assert reached.wait(20), "the rebuild never reported progress"
+        # Alive for longer than a dead rebuilder's claim lasts: still its claim.
+        assert stays_false(lambda: not rebuilding(), REBUILD_CLAIM_TTL + 1.0)
+        with pytest.raises(DecisionGraphError) as caught:
+            rebuild_online(store, T, CONTEXT_GRAPH, owner="second")
+        assert caught.value.code == "DG_ERR_CONFLICT"
+    finally:
+        release.set()
+        rebuilder.join(30)
+    assert errors == []
+    assert {s.status for s in projection_statuses(store, T)} == {"healthy"}
+    assert compare_with_rebuild(store, T).match
+    store.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import signal
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -28,6 +29,7 @@ from tests.runtime.support import (
     open_sql,
     progress,
     seeded,
+    stays_false,
     trace_boundary,
     wait_until,
 )
@@ -113,6 +115,58 @@ def test_a_recovered_worker_clears_its_crash_error(sqlite_path: str) -> None:
     # (ProjectionWorker._succeeded); a crash error should be too.
     assert status.last_error is None, status.last_error
     probe.close()
+
+
+class LetterOutageStore(SQLiteEventStore):
+    """Reading dead letters crashes while ``outage`` lasts (a lost connection)."""
+
+    outage = Outage(0)
+
+    def dead_letters(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        if kwargs.get("projection") is not None and type(self).outage.hit():
+            raise RuntimeError("database went away")
+        return super().dead_letters(*args, **kwargs)
+
+
+def test_a_crash_while_parked_keeps_the_failed_projection_s_error(sqlite_path: str) -> None:
+    probe = open_sql(sqlite_path)
+    probe.append(T, seeded(20, seed=21))
+    with sqlite3.connect(sqlite_path) as raw:  # a poison event at log_seq 37
+        raw.execute("DROP TRIGGER dg_event_log_no_update")
+        raw.execute(
+            "UPDATE dg_event_log SET payload_json = '{\"tampered\":true}' WHERE log_seq = 37"
+        )
+    LetterOutageStore.outage = Outage(0)
+    supervisor = Supervisor(
+        lambda: LetterOutageStore(sqlite_path),
+        SupervisorConfig(
+            tenants=[T],
+            projections=[TRACE_SUMMARY],
+            poll_interval=0.05,
+            max_attempts=2,
+            restart_backoff=RESTART,
+        ),
+    ).start()
+    try:
+        wait_until(lambda: probe.dead_letters(T, status="open") != [], 20, "the dead letter")
+        LetterOutageStore.outage = Outage(2)  # two crashes while parked
+        wait_until(lambda: supervisor.restarts == 2, 20, "two restarts")
+
+        def parked_again() -> bool:
+            worker = supervisor.workers().get((T, TRACE_SUMMARY))
+            return worker is not None and worker.parked and worker.owns_lease
+
+        wait_until(parked_again, 20, "the restarted worker to park at the dead letter")
+        status = {s.projection: s for s in projection_statuses(probe, T)}[TRACE_SUMMARY]
+        assert stays_false(lambda: status_error(probe) is None, 0.5), "last_error was cleared"
+    finally:
+        supervisor.stop()
+    assert status.status == "failed" and status.cursor == 36
+    probe.close()
+
+
+def status_error(store: SqlEventStore) -> str | None:
+    return {s.projection: s for s in projection_statuses(store, T)}[TRACE_SUMMARY].last_error
 
 
 def test_a_store_factory_that_fails_is_retried(sqlite_path: str) -> None:

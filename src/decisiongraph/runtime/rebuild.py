@@ -18,6 +18,7 @@ from pathlib import Path
 from decisiongraph.core.errors import ConflictError
 from decisiongraph.projections.digests import Digests
 from decisiongraph.projections.rows import CONTEXT_GRAPH, PRECEDENT_INDEX, TRACE_SUMMARY
+from decisiongraph.store.postgres import PostgresEventStore, is_postgres_url
 from decisiongraph.store.sql_base import SqlEventStore
 from decisiongraph.store.sql_runtime import REBUILD_CLAIM_TTL
 from decisiongraph.store.sqlite import SQLiteEventStore
@@ -43,9 +44,15 @@ def rebuild_online(
     store.begin_rebuild(tenant_id, projection, owner)
     stop = threading.Event()
 
-    def beat() -> None:  # keeps the claim alive however long a step takes
-        while not stop.wait(REBUILD_CLAIM_TTL / 3):
-            store.beat_rebuild(tenant_id, projection, owner)
+    def beat() -> None:
+        # Its own connection: the store's is busy for as long as a step runs.
+        own = store if store.url == ":memory:" else _same_database(store)
+        try:
+            while not stop.wait(REBUILD_CLAIM_TTL / 3):
+                own.beat_rebuild(tenant_id, projection, owner)
+        finally:
+            if own is not store:
+                own.close()
 
     heart = threading.Thread(target=beat, name="dg-rebuild-heartbeat", daemon=True)
     heart.start()
@@ -59,7 +66,13 @@ def rebuild_online(
     finally:
         stop.set()
         heart.join()
-        store.end_rebuild(tenant_id, projection)
+        store.end_rebuild(tenant_id, projection, owner)
+
+
+def _same_database(store: SqlEventStore) -> SqlEventStore:
+    if is_postgres_url(store.url):
+        return PostgresEventStore(store.url)
+    return SQLiteEventStore(store.url)
 
 
 @contextmanager

@@ -161,7 +161,9 @@ class Supervisor:
                     with self._lock:
                         self._workers[(tenant_id, projection)] = worker
                 applied = worker.step()
-                if failures and store is not None:  # recovered: clear the crash report
+                if failures and store is not None and not worker.parked:
+                    # Recovered: the crash is no longer news (a parked worker's
+                    # error is its dead letter's and stays).
                     store.set_projection_error(tenant_id, projection, None)
                 failures = 0
                 if applied:

@@ -289,6 +289,10 @@ class SqlRuntime(SqlProjector):
                 "WHERE tenant_id = ? AND id = ?",
                 (status, reason, now if status == "skipped" else None, tenant_id, dead_letter_id),
             )
+            if status == "skipped":  # the event is settled: its error is no longer news
+                self._upsert_state(
+                    cur, tenant_id, letter.projection_name, last_error=None, last_error_at=None
+                )
             self._audit(
                 cur,
                 tenant_id,
@@ -460,16 +464,18 @@ class SqlRuntime(SqlProjector):
             )
         return seq
 
-    def end_rebuild(self, tenant_id: str, projection: str) -> None:
-        """Release the rebuild claim (also after a failed rebuild)."""
+    def end_rebuild(self, tenant_id: str, projection: str, owner: str) -> None:
+        """Release ``owner``'s rebuild claim (also after a failed rebuild).
+
+        A claim taken over by another rebuilder meanwhile is left alone.
+        """
         with self._write() as cur:
-            self._upsert_state(
+            self._x(
                 cur,
-                tenant_id,
-                projection,
-                rebuilding=0,
-                rebuild_owner=None,
-                rebuild_started_at=None,
+                "UPDATE dg_projection_state SET rebuilding = 0, rebuild_owner = NULL, "
+                "rebuild_started_at = NULL, rebuild_heartbeat_at = NULL, updated_at = ? "
+                "WHERE tenant_id = ? AND projection_name = ? AND rebuild_owner = ?",
+                (self._now(), tenant_id, projection, owner),
             )
 
     def shadow_digests(self, tenant_id: str) -> Digests:
