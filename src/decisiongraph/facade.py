@@ -19,7 +19,7 @@ from decisiongraph.core.envelope import (
     StoredEvent,
     envelope_from_dict,
 )
-from decisiongraph.core.errors import InvalidArgumentError
+from decisiongraph.core.errors import DecisionGraphError, InvalidArgumentError
 from decisiongraph.core.helpers import ActorLike, EventHelpers, SourceLike
 from decisiongraph.projections.digests import Digests
 from decisiongraph.projections.rows import PROJECTION_NAMES
@@ -140,10 +140,15 @@ class DecisionGraph(EventHelpers[StoredEvent]):
         self, envelopes: Iterable[EventEnvelope | Mapping[str, Any]]
     ) -> list[StoredEvent]:
         """Append fully specified envelopes in one transaction, all or nothing."""
-        items = [
-            envelope if isinstance(envelope, EventEnvelope) else envelope_from_dict(dict(envelope))
-            for envelope in envelopes
-        ]
+        items: list[EventEnvelope] = []
+        for index, envelope in enumerate(envelopes):
+            if isinstance(envelope, EventEnvelope):
+                items.append(envelope)
+                continue
+            try:
+                items.append(envelope_from_dict(dict(envelope)))
+            except DecisionGraphError as exc:
+                raise exc.with_details(index=index) from None
         return self._store.append(self._tenant, items, project=self._project_on_append)
 
     def append_event(

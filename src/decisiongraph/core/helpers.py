@@ -13,6 +13,7 @@ from typing import Any, Generic, TypeVar
 
 from decisiongraph.core import event_types as et
 from decisiongraph.core.envelope import EventEnvelope
+from decisiongraph.core.errors import InvalidArgumentError
 from decisiongraph.core.ids import new_id
 from decisiongraph.core.refs import ActorRef, SourceRef, as_dict
 
@@ -63,6 +64,8 @@ class EventHelpers(Generic[R]):
     ) -> EventEnvelope:
         """The envelope of spec 11.2 defaults: a fresh event id and the
         ``"{event_type}:{trace_id}:{trace_seq}"`` idempotency key."""
+        if isinstance(tags, str):  # a str is a Sequence[str]: "urgent" is not 6 tags
+            raise InvalidArgumentError("tags must be a list of strings, not a string")
         return EventEnvelope(
             event_id=self.new_id(),
             trace_id=trace_id,

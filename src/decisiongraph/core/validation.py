@@ -17,6 +17,7 @@ from decisiongraph.core.errors import InvalidArgumentError, SchemaViolationError
 from decisiongraph.core.event_types import check_payload_shape
 from decisiongraph.core.hashing import sha256_text
 from decisiongraph.core.pii import check_no_secrets, find_forbidden
+from decisiongraph.core.refs import ActorRef, SourceRef
 
 MAX_IDEMPOTENCY_KEY_BYTES = 200
 
@@ -59,6 +60,13 @@ def check_envelope_fields(envelope: EventEnvelope) -> str:
     surfacing as a storage error on one of them (an addition to the spec).
     Returns the strings newline-joined, for the secret guard's quick check.
     """
+    if not isinstance(envelope.source, SourceRef):
+        raise _bad_field("source", "must be a SourceRef")
+    if not isinstance(envelope.actor, ActorRef):
+        raise _bad_field("actor", "must be an ActorRef")
+    if not isinstance(envelope.tags, list | tuple):
+        # A bare string would otherwise be stored as one tag per character.
+        raise _bad_field("tags", "must be a list of strings")
     for name, number in (
         ("trace_seq", envelope.trace_seq),
         ("schema_version", envelope.schema_version),

@@ -25,6 +25,10 @@ class GraphFilter:
             raise InvalidArgumentError(f"max_depth must be between 0 and {MAX_GRAPH_DEPTH}")
         if self.max_nodes <= 0 or self.max_edges <= 0:
             raise InvalidArgumentError("max_nodes and max_edges must be positive")
+        # A bare string is a sequence of characters: it would match nothing
+        # (edge types) or match by substring (node types).
+        if isinstance(self.edge_types, str) or isinstance(self.node_types, str):
+            raise InvalidArgumentError("edge_types and node_types must be lists of names")
         if self.edge_types is not None and not self.edge_types:
             raise InvalidArgumentError("edge_types must not be empty when given")
         if self.node_types is not None and not self.node_types:
