@@ -45,9 +45,21 @@ FORBIDDEN_PATTERNS: Final = tuple(
 _LOWERED: Final = tuple((pattern, pattern.lower()) for pattern in FORBIDDEN_PATTERNS)
 
 
+# Substrings of which every lowered pattern contains at least one: a text
+# holding none of them holds no pattern, which settles the common case in a
+# handful of scans instead of one per pattern.
+_SIEVE: Final = ("-----begin", "akia", "asia", "bearer ", "api-key:", "=", "gh", "sk-", "xox")
+assert all(any(part in low for part in _SIEVE) for _, low in _LOWERED)
+
+
 def find_forbidden(text: str) -> str | None:
     """The first forbidden pattern (in code-point order) found in ``text``."""
     lowered = text.lower()
+    for part in _SIEVE:
+        if part in lowered:
+            break
+    else:
+        return None
     for original, low in _LOWERED:
         if low in lowered:
             return original

@@ -8,7 +8,6 @@ no JSON work of their own and cannot disagree.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -179,22 +178,30 @@ def _scan(value: Any, path: str) -> str | None:
     return first_float
 
 
-_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
-_FLOATISH = re.compile(r"[0-9][.eE]|NaN|Infinity")
+class _FloatSeen(Exception):
+    """Raised by the decoder hooks: the encoded payload holds a float."""
+
+
+def _refuse_float(_text: str) -> Any:
+    raise _FloatSeen
+
+
+_FLOAT_GUARD = json.JSONDecoder(parse_float=_refuse_float, parse_constant=_refuse_float)
 
 
 def _first_float(payload: Any, text: str) -> str | None:
     """Path of the first float in the payload (None if none); rejects non-str keys.
 
-    Fast path: with string literals removed, a float-free encoding has no
-    ``1.``/``1e``/NaN/Infinity, and decoding it gives back an equal payload
-    exactly when every key was a string and no tuple was involved. Anything
-    else takes the precise walk.
+    Fast path: decoding the encoded payload calls the float hooks exactly for
+    the float (and NaN/Infinity) tokens outside strings, and gives back an
+    equal payload exactly when every key was a string and no tuple was
+    involved. Anything else takes the precise walk, which names the path.
     """
-    floatish = _FLOATISH.search(text) is not None and (
-        _FLOATISH.search(_JSON_STRING.sub("", text)) is not None
-    )
-    if not floatish and json.loads(text) == payload:
+    try:
+        decoded = _FLOAT_GUARD.raw_decode(text)[0]
+    except _FloatSeen:
+        return _scan(payload, "$.payload")
+    if decoded == payload:
         return None
     return _scan(payload, "$.payload")
 
