@@ -21,7 +21,7 @@ from decisiongraph.core.errors import (
     StorageError,
 )
 from decisiongraph.core.refs import ActorRef, SourceRef
-from decisiongraph.store.append_plan import Row, TraceHead
+from decisiongraph.store.append_plan import AppendPlan, Row, TraceHead
 from decisiongraph.store.columns import EVENT_COLUMNS
 
 Cursor = Any  # a DB-API cursor of the backend's driver
@@ -133,8 +133,24 @@ class SqlBackend:
         """A cursor for reads, consistent for the duration of the block."""
         raise NotImplementedError
 
+    def _append_txn(self) -> AbstractContextManager[Cursor]:
+        """The write transaction of an append (a backend may add caching)."""
+        return self._write()
+
     def _savepoint(self, cur: Cursor) -> AbstractContextManager[None]:
         raise NotImplementedError
+
+    def _stage_append(
+        self, tenant_id: str, plan: AppendPlan, heads: Mapping[str, TraceHead], projected: bool
+    ) -> None:
+        """Inside the append transaction: what it wrote, for a backend's cache.
+
+        ``heads`` are the touched traces' last events after the append.
+        """
+
+    def _projections_current(self, tenant_id: str, log_seq: int) -> bool:
+        """Whether every projection is known, without a query, to stand at ``log_seq``."""
+        return False
 
     def _lock_log_head(self, cur: Cursor, tenant_id: str) -> tuple[int, str]:
         """Take the tenant's append lock; return (last_log_seq, chain_hash)."""

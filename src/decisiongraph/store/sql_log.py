@@ -15,6 +15,7 @@ from decisiongraph.core.errors import (
 from decisiongraph.core.event_types import TRACE_FINISHED
 from decisiongraph.core.validation import ValidatedEvent, check_tenant_id, validate_envelope
 from decisiongraph.store.append_plan import (
+    AppendPlan,
     IdemKey,
     idem_key,
     plan_append,
@@ -29,6 +30,14 @@ from decisiongraph.store.sql_backend import (
     chunks,
     event_from_row,
 )
+
+
+class _KeyTaken(Exception):
+    """An optimistic append hit a stored idempotency key: redo it exactly."""
+
+
+def _is_key_taken(error: DecisionGraphError | None) -> bool:
+    return error is not None and error.code == "DG_ERR_IDEMPOTENCY_CONFLICT"
 
 
 class SqlLog(SqlBackend):
@@ -50,27 +59,11 @@ class SqlLog(SqlBackend):
         if not items:
             return []
         recorded_at = self._now()
-        projected = False
         try:
-            with self._write() as cur:
-                head = self._lock_log_head(cur, tenant_id)
-                existing = self._find_existing(cur, tenant_id, [idem_key(item) for item in items])
-                trace_ids = list(dict.fromkeys(item.envelope.trace_id for item in items))
-                heads = self._trace_heads(cur, tenant_id, trace_ids)
-                plan = plan_append(tenant_id, items, existing, heads, head, recorded_at)
-                if plan.rows:
-                    self._insert_events(cur, plan.rows)
-                    self._x(
-                        cur,
-                        "UPDATE dg_log_head SET last_log_seq = ?, chain_hash = ? "
-                        "WHERE tenant_id = ?",
-                        (plan.last_log_seq, plan.last_chain_hash, tenant_id),
-                    )
-                    self._announce(cur, tenant_id, plan.last_log_seq)
-                    if project:
-                        projected = self._project_inline(
-                            cur, tenant_id, head[0], plan.results, heads
-                        )
+            try:
+                plan, projected = self._append_items(tenant_id, items, recorded_at, project, False)
+            except _KeyTaken:
+                plan, projected = self._append_items(tenant_id, items, recorded_at, project, True)
         except DecisionGraphError:
             raise
         except Exception as exc:
@@ -87,6 +80,59 @@ class SqlLog(SqlBackend):
             target = max(event.log_seq for event in plan.results)
             self.project_pending(tenant_id, until_log_seq=target)
         return plan.results
+
+    def _append_items(
+        self,
+        tenant_id: str,
+        items: Sequence[ValidatedEvent],
+        recorded_at: str,
+        project: bool,
+        probe: bool,
+    ) -> tuple[AppendPlan, bool]:
+        """One append transaction; ``probe`` looks up the idempotency keys first.
+
+        Without ``probe`` the batch is planned as if none of its keys were
+        stored, the usual case, and the unique index has the last word: a
+        plan error or a taken key sends the caller (via :class:`_KeyTaken`)
+        or this method back to the exact path, so outcomes never differ.
+        """
+        projected = False
+        with self._append_txn() as cur:
+            head = self._lock_log_head(cur, tenant_id)
+            trace_ids = list(dict.fromkeys(item.envelope.trace_id for item in items))
+            heads = self._trace_heads(cur, tenant_id, trace_ids)
+            plan: AppendPlan | None = None
+            if not probe:
+                try:
+                    plan = plan_append(tenant_id, items, {}, heads, head, recorded_at)
+                except DecisionGraphError:
+                    plan = None  # perhaps a retry of stored events: look them up
+            if plan is None:
+                keys = [idem_key(item) for item in items]
+                existing = self._find_existing(cur, tenant_id, keys)
+                plan = plan_append(tenant_id, items, existing, heads, head, recorded_at)
+            if plan.rows:
+                try:
+                    self._insert_events(cur, plan.rows)
+                except Exception as exc:
+                    if not probe and _is_key_taken(self._translate_error(exc)):
+                        raise _KeyTaken from exc
+                    raise
+                self._x(
+                    cur,
+                    "UPDATE dg_log_head SET last_log_seq = ?, chain_hash = ? WHERE tenant_id = ?",
+                    (plan.last_log_seq, plan.last_chain_hash, tenant_id),
+                )
+                self._announce(cur, tenant_id, plan.last_log_seq)
+                if project:
+                    projected = self._project_inline(cur, tenant_id, head[0], plan.results, heads)
+                after = {
+                    event.trace_id: (event.trace_seq, event.event_type)
+                    for event in plan.results
+                    if not event.repeated
+                }
+                self._stage_append(tenant_id, plan, after, projected)
+        return plan, projected
 
     def _explain_storage_failure(
         self, tenant_id: str, items: Sequence[ValidatedEvent], error: DecisionGraphError

@@ -82,7 +82,9 @@ class SqlProjector(SqlProjectionReads):
         """
         fresh = [event for event in events if not event.repeated and event.log_seq > head_before]
         self._lock_projections(cur, tenant_id, PROJECTION_NAMES)
-        if any(seq != head_before for seq in self._cursors(cur, tenant_id).values()):
+        if not self._projections_current(tenant_id, head_before) and any(
+            seq != head_before for seq in self._cursors(cur, tenant_id).values()
+        ):
             return False
         try:
             with self._savepoint(cur):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -22,8 +22,10 @@ from decisiongraph.core.errors import (
     IdempotencyConflictError,
     StorageError,
 )
+from decisiongraph.core.event_types import TRACE_FINISHED
 from decisiongraph.core.hashing import GENESIS_CHAIN_HASH
-from decisiongraph.store.append_plan import Row, TraceHead
+from decisiongraph.store.append_cache import AppendCache
+from decisiongraph.store.append_plan import AppendPlan, Row, TraceHead
 from decisiongraph.store.columns import EVENT_COLUMNS
 from decisiongraph.store.migrations import migration_files
 from decisiongraph.store.sql_backend import chunks
@@ -59,6 +61,7 @@ class SQLiteEventStore(SqlEventStore):
         super().__init__(path, clock)
         self._lock = threading.RLock()
         self._read_only = read_only
+        self._cache = AppendCache()
         try:
             if read_only:
                 uri = f"file:{Path(path).resolve()}?mode=ro"
@@ -105,6 +108,7 @@ class SQLiteEventStore(SqlEventStore):
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Cursor]:
         with self._lock:
+            self._cache.clear()  # any other write may move what it remembers
             cur = self._conn.cursor()
             cur.execute("BEGIN IMMEDIATE")
             try:
@@ -116,6 +120,63 @@ class SQLiteEventStore(SqlEventStore):
                 cur.execute("COMMIT")
             finally:
                 cur.close()
+
+    @contextmanager
+    def _append_txn(self) -> Iterator[sqlite3.Cursor]:
+        """A write transaction that trusts the cache unless another connection
+        committed meanwhile (``PRAGMA data_version`` moves only for those)."""
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                self._cache.validate(self._data_version(cur))
+                yield cur
+            except BaseException:
+                self._cache.rollback()
+                cur.execute("ROLLBACK")
+                raise
+            else:
+                cur.execute("COMMIT")
+                self._cache.commit()
+            finally:
+                cur.close()
+
+    @staticmethod
+    def _data_version(cur: sqlite3.Cursor) -> int:
+        return int(cur.execute("PRAGMA data_version").fetchone()[0])
+
+    def _stage_append(
+        self, tenant_id: str, plan: AppendPlan, heads: Mapping[str, TraceHead], projected: bool
+    ) -> None:
+        if plan.rows:
+            self._cache.stage(
+                tenant_id, plan.last_log_seq, plan.last_chain_hash, dict(heads), projected
+            )
+
+    def _projections_current(self, tenant_id: str, log_seq: int) -> bool:
+        return self._cache.projections_current(tenant_id, log_seq)
+
+    def _cached_trace_head(self, tenant_id: str, trace_id: str) -> TraceHead | None:
+        """The trace's last event if this connection's own appends know it."""
+        with self._lock:
+            cur = self._conn.cursor()
+            try:
+                self._cache.validate(self._data_version(cur))
+            finally:
+                cur.close()
+            return self._cache.trace_head(tenant_id, trace_id)
+
+    def get_next_trace_seq(self, tenant_id: str, trace_id: str) -> int:
+        head = self._cached_trace_head(tenant_id, trace_id)
+        if head is None:
+            return super().get_next_trace_seq(tenant_id, trace_id)
+        return head[0] + 1
+
+    def is_trace_finished(self, tenant_id: str, trace_id: str) -> bool:
+        head = self._cached_trace_head(tenant_id, trace_id)
+        if head is None:
+            return super().is_trace_finished(tenant_id, trace_id)
+        return head[1] == TRACE_FINISHED
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Cursor]:
@@ -138,6 +199,9 @@ class SQLiteEventStore(SqlEventStore):
         cur.execute("RELEASE dg_project")
 
     def _lock_log_head(self, cur: sqlite3.Cursor, tenant_id: str) -> tuple[int, str]:
+        cached = self._cache.log_head(tenant_id)
+        if cached is not None:
+            return cached
         row = cur.execute(
             "SELECT last_log_seq, chain_hash FROM dg_log_head WHERE tenant_id = ?", (tenant_id,)
         ).fetchone()
@@ -147,12 +211,24 @@ class SQLiteEventStore(SqlEventStore):
                 (tenant_id, GENESIS_CHAIN_HASH),
             )
             return (0, GENESIS_CHAIN_HASH)
-        return (int(row[0]), str(row[1]))
+        head = (int(row[0]), str(row[1]))
+        self._cache.note_log_head(tenant_id, head)
+        return head
 
     def _trace_heads(
         self, cur: sqlite3.Cursor, tenant_id: str, trace_ids: Sequence[str]
     ) -> dict[str, TraceHead]:
         heads: dict[str, TraceHead] = {}
+        missing = []
+        for trace_id in trace_ids:
+            cached = self._cache.trace_head(tenant_id, trace_id)
+            if cached is None:
+                missing.append(trace_id)
+            else:
+                heads[trace_id] = cached
+        trace_ids = missing
+        if not trace_ids:
+            return heads
         if len(trace_ids) == 1:
             row = cur.execute(
                 "SELECT trace_seq, event_type FROM dg_event_log WHERE tenant_id = ? "
