@@ -36,6 +36,12 @@ def main() -> None:
         # Workers run in their own process, as in production (own GIL).
         worker = subprocess.Popen([sys.executable, "-m", "decisiongraph.runtime.process", url])
         monitor = PostgresEventStore(url)
+        # Measure the steady state: the worker is up once it covers the first batch.
+        deadline = time.monotonic() + 60
+        while min(monitor.projection_cursors(TENANT).values()) < 10:
+            if time.monotonic() > deadline:
+                raise SystemExit("the worker did not start within 60 s")
+            time.sleep(0.01)
         committed: dict[int, float] = {}
         lags: list[float] = []
         done = threading.Event()
