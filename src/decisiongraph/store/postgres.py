@@ -70,6 +70,13 @@ def translate_pg_error(exc: Exception) -> DecisionGraphError | None:
     return StorageError(f"PostgreSQL error: {text.strip()}")
 
 
+_INTEGER_COLUMNS = frozenset({"log_seq", "last_log_seq", "event_count", "trace_seq"})
+
+
+def _column_type(name: str) -> str:
+    return "bigint" if name in _INTEGER_COLUMNS else "text"
+
+
 class PostgresEventStore(SqlEventStore):
     """PostgreSQL implementation of the event store (psycopg 3)."""
 
@@ -199,6 +206,53 @@ class PostgresEventStore(SqlEventStore):
         with cur.copy(_COPY) as copy:
             for row in rows:
                 copy.write_row(row)
+
+    # Set-based projection writes: one statement per table and batch, the
+    # rows passed as one array per column (executemany pays a protocol round
+    # of work per row in the driver).
+    def _insert_rows(
+        self,
+        cur: psycopg.Cursor[Any],
+        table: str,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        conflict: str = "",
+    ) -> None:
+        if not rows:
+            return
+        arrays = [list(column) for column in zip(*rows, strict=True)]
+        casts = ", ".join(f"%b::{_column_type(name)}[]" for name in columns)
+        cur.execute(
+            f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({casts}) {conflict}",
+            arrays,
+        )
+
+    def _delete_traces(
+        self, cur: psycopg.Cursor[Any], table: str, tenant_id: str, trace_ids: Sequence[str]
+    ) -> None:
+        if trace_ids:
+            cur.execute(
+                f"DELETE FROM {table} WHERE tenant_id = %s AND trace_id = ANY(%b::text[])",
+                (tenant_id, list(trace_ids)),
+            )
+
+    def _finish_summaries(
+        self,
+        cur: psycopg.Cursor[Any],
+        table: str,
+        rows: Sequence[tuple[Any, str, int, str, str]],
+    ) -> None:
+        if not rows:
+            return
+        outcome, finished_at, log_seq, tenant, trace = (list(c) for c in zip(*rows, strict=True))
+        cur.execute(
+            f"UPDATE {table} AS s SET outcome = v.outcome, finished_at = v.finished_at, "
+            "event_count = s.event_count + 1, last_log_seq = v.log_seq "
+            "FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::text[], %b::text[]) "
+            "AS v(outcome, finished_at, log_seq, tenant_id, trace_id) "
+            "WHERE s.tenant_id = v.tenant_id AND s.trace_id = v.trace_id",
+            (outcome, finished_at, log_seq, tenant, trace),
+        )
 
     def _stream(self, sql: str, params: Sequence[Any]) -> Iterator[Sequence[Any]]:
         # A private connection and a server-side cursor: bounded memory, and

@@ -189,6 +189,42 @@ class SqlBackend:
         if rows:
             cur.executemany(self._sql(sql), rows)
 
+    # -- set-based writes (a backend may do them in fewer round trips) -------
+    def _insert_rows(
+        self,
+        cur: Cursor,
+        table: str,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        conflict: str = "",
+    ) -> None:
+        """INSERT ``rows`` in order; ``conflict`` is an optional ON CONFLICT clause."""
+        if rows:
+            marks = ", ".join("?" for _ in columns)
+            sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) {conflict}"
+            self._many(cur, sql, rows)
+
+    def _delete_traces(
+        self, cur: Cursor, table: str, tenant_id: str, trace_ids: Sequence[str]
+    ) -> None:
+        """Delete a tenant's rows of ``table`` belonging to ``trace_ids``."""
+        self._many(
+            cur,
+            f"DELETE FROM {table} WHERE tenant_id = ? AND trace_id = ?",
+            [(tenant_id, trace_id) for trace_id in trace_ids],
+        )
+
+    def _finish_summaries(
+        self, cur: Cursor, table: str, rows: Sequence[tuple[Any, str, int, str, str]]
+    ) -> None:
+        """Apply (outcome, finished_at, log_seq, tenant_id, trace_id) finishes."""
+        self._many(
+            cur,
+            f"UPDATE {table} SET outcome = ?, finished_at = ?, "
+            "event_count = event_count + 1, last_log_seq = ? WHERE tenant_id = ? AND trace_id = ?",
+            rows,
+        )
+
     # -- public ------------------------------------------------------------
     @property
     def url(self) -> str:

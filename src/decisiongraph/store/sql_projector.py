@@ -292,19 +292,20 @@ class SqlProjector(SqlProjectionReads):
         return expected
 
     def _write_graph(self, cur: Cursor, tenant_id: str, writes: BatchWrites, t: TableSet) -> None:
-        self._many(
+        self._insert_rows(
             cur,
-            f"INSERT INTO {t.nodes} (tenant_id, {NODE_COLS}) VALUES (?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (tenant_id, node_id) DO NOTHING",
+            t.nodes,
+            ("tenant_id", *NODE_COLS.split(", ")),
             [
                 (tenant_id, n.node_id, n.node_type, n.trace_id, n.log_seq, n.created_at)
                 for n in writes.nodes.values()
             ],
+            "ON CONFLICT (tenant_id, node_id) DO NOTHING",
         )
-        self._many(
+        self._insert_rows(
             cur,
-            f"INSERT INTO {t.edges} (tenant_id, {EDGE_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (tenant_id, edge_id) DO NOTHING",
+            t.edges,
+            ("tenant_id", *EDGE_COLS.split(", ")),
             [
                 (
                     tenant_id,
@@ -318,17 +319,18 @@ class SqlProjector(SqlProjectionReads):
                 )
                 for e in writes.edges.values()
             ],
+            "ON CONFLICT (tenant_id, edge_id) DO NOTHING",
         )
 
     def _write_summaries(
         self, cur: Cursor, tenant_id: str, writes: BatchWrites, t: TableSet
     ) -> None:
-        self._many(
+        # A batch holds at most one start and one finish per trace (trace_seq
+        # 0 and the finish are unique), so set-based writes are safe.
+        self._insert_rows(
             cur,
-            f"INSERT INTO {t.summary} (tenant_id, {SUMMARY_COLS}) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_id, trace_id) DO UPDATE "
-            f"SET event_count = {t.summary}.event_count + 1, "
-            "last_log_seq = excluded.last_log_seq",
+            t.summary,
+            ("tenant_id", *SUMMARY_COLS.split(", ")),
             [
                 (
                     tenant_id,
@@ -345,11 +347,13 @@ class SqlProjector(SqlProjectionReads):
                 )
                 for s in writes.summary_starts
             ],
+            "ON CONFLICT (tenant_id, trace_id) DO UPDATE "
+            f"SET event_count = {t.summary}.event_count + 1, "
+            "last_log_seq = excluded.last_log_seq",
         )
-        self._many(
+        self._finish_summaries(
             cur,
-            f"UPDATE {t.summary} SET outcome = ?, finished_at = ?, "
-            "event_count = event_count + 1, last_log_seq = ? WHERE tenant_id = ? AND trace_id = ?",
+            t.summary,
             [
                 (f.outcome, f.finished_at, f.log_seq, tenant_id, f.trace_id)
                 for f in writes.summary_finishes
@@ -359,11 +363,18 @@ class SqlProjector(SqlProjectionReads):
     def _write_policy_index(
         self, cur: Cursor, tenant_id: str, writes: BatchWrites, t: TableSet
     ) -> None:
-        self._many(
+        self._insert_rows(
             cur,
-            f"INSERT INTO {t.policy} (tenant_id, index_id, trace_id, policy_id, "
-            "policy_version, log_seq, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (tenant_id, index_id) DO NOTHING",
+            t.policy,
+            (
+                "tenant_id",
+                "index_id",
+                "trace_id",
+                "policy_id",
+                "policy_version",
+                "log_seq",
+                "created_at",
+            ),
             [
                 (
                     tenant_id,
@@ -376,6 +387,7 @@ class SqlProjector(SqlProjectionReads):
                 )
                 for p in writes.policy_rows
             ],
+            "ON CONFLICT (tenant_id, index_id) DO NOTHING",
         )
 
     def _write_precedents(
@@ -412,18 +424,14 @@ class SqlProjector(SqlProjectionReads):
             for row in rows:
                 event = event_from_row(row)
                 by_trace[event.trace_id].append(event)
-        self._many(
-            cur,
-            f"DELETE FROM {t.precedent} WHERE tenant_id = ? AND trace_id = ?",
-            [(tenant_id, trace_id) for trace_id in by_trace],
-        )
+        self._delete_traces(cur, t.precedent, tenant_id, list(by_trace))
         new_rows: list[PrecedentRow] = []
         for events in by_trace.values():
             new_rows.extend(precedent_rows(events))
-        self._many(
+        self._insert_rows(
             cur,
-            f"INSERT INTO {t.precedent} (tenant_id, {PRECEDENT_COLS}) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            t.precedent,
+            ("tenant_id", *PRECEDENT_COLS.split(", ")),
             [
                 (
                     tenant_id,
