@@ -8,7 +8,7 @@ first-seen order and applied with insert-or-ignore.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from decisiongraph.core.envelope import StoredEvent
@@ -17,6 +17,11 @@ from decisiongraph.core.event_types import TRACE_FINISHED
 from decisiongraph.projections.context_graph import graph_writes
 from decisiongraph.projections.policy_index import policy_eval_row
 from decisiongraph.projections.rows import (
+    CONTEXT_GRAPH,
+    POLICY_EVAL_INDEX,
+    PRECEDENT_INDEX,
+    PROJECTION_NAMES,
+    TRACE_SUMMARY,
     EdgeRow,
     NodeRow,
     PolicyEvalRow,
@@ -61,6 +66,7 @@ def fold_events(
     *,
     bad_hashes: frozenset[int] = frozenset(),
     skip: frozenset[int] = frozenset(),
+    projections: Collection[str] = PROJECTION_NAMES,
 ) -> BatchWrites:
     """Check and fold ``events`` (ascending log_seq) into one batch of writes.
 
@@ -69,12 +75,17 @@ def fold_events(
     ``bad_hashes`` are the log_seqs whose stored payload failed its hash
     check (spec 8.3 step 1); the store checks, the fold refuses. Events whose
     log_seq is in ``skip`` (an operator's audited decision) advance the cursor
-    and the trace tracker but write nothing.
+    and the trace tracker but write nothing. Only the writes of the named
+    ``projections`` are computed (a worker folds for its own projection).
     """
     tracker: dict[str, int] = dict(expected_seq or {})
     out = BatchWrites()
     nodes = out.nodes
     edges = out.edges
+    graph = CONTEXT_GRAPH in projections
+    summaries = TRACE_SUMMARY in projections
+    policies = POLICY_EVAL_INDEX in projections
+    precedents = PRECEDENT_INDEX in projections
     for event in events:
         if event.log_seq in skip:
             tracker[event.trace_id] = event.trace_seq + 1
@@ -93,22 +104,25 @@ def fold_events(
                 details={"log_seq": event.log_seq},
             )
         tracker[event.trace_id] = expected + 1
-        event_nodes, event_edges = graph_writes(event)
-        for node in event_nodes:
-            if node.node_id not in nodes:
-                nodes[node.node_id] = node
-        for edge in event_edges:
-            if edge.edge_id not in edges:
-                edges[edge.edge_id] = edge
-        summary = summary_write(event)
-        if isinstance(summary, TraceSummaryRow):
-            out.summary_starts.append(summary)
-        elif summary is not None:
-            out.summary_finishes.append(summary)
-        policy_row = policy_eval_row(event)
-        if policy_row is not None:
-            out.policy_rows.append(policy_row)
-        if event.event_type == TRACE_FINISHED:
+        if graph:
+            event_nodes, event_edges = graph_writes(event)
+            for node in event_nodes:
+                if node.node_id not in nodes:
+                    nodes[node.node_id] = node
+            for edge in event_edges:
+                if edge.edge_id not in edges:
+                    edges[edge.edge_id] = edge
+        if summaries:
+            summary = summary_write(event)
+            if isinstance(summary, TraceSummaryRow):
+                out.summary_starts.append(summary)
+            elif summary is not None:
+                out.summary_finishes.append(summary)
+        if policies:
+            policy_row = policy_eval_row(event)
+            if policy_row is not None:
+                out.policy_rows.append(policy_row)
+        if precedents and event.event_type == TRACE_FINISHED:
             out.finished_traces.append(event.trace_id)
         out.last_log_seq = event.log_seq
         out.event_count += 1

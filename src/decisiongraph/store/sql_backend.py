@@ -23,6 +23,7 @@ from decisiongraph.core.errors import (
 from decisiongraph.core.refs import ActorRef, SourceRef
 from decisiongraph.store.append_plan import AppendPlan, Row, TraceHead
 from decisiongraph.store.columns import EVENT_COLUMNS
+from decisiongraph.store.recent_batches import RecentBatches
 
 Cursor = Any  # a DB-API cursor of the backend's driver
 
@@ -108,6 +109,7 @@ class SqlBackend:
         self._url = url
         self._clock = clock
         self._append_listeners: list[Callable[[str, int], None]] = []
+        self._recent_batches = RecentBatches()
 
     def add_append_listener(self, listener: Callable[[str, int], None]) -> None:
         """Call ``listener(tenant_id, last_log_seq)`` after each committed append.

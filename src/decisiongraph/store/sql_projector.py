@@ -146,7 +146,10 @@ class SqlProjector(SqlProjectionReads):
                 low = min(cursors.values())
                 if until_log_seq is not None and low >= until_log_seq:
                     return applied
-                events, bad = self._fetch_after(cur, tenant_id, low, batch_size, until_log_seq)
+                consumers = frozenset(f"{t.cursor}:{name}" for name in names)
+                events, bad = self._fetch_after(
+                    cur, tenant_id, low, batch_size, until_log_seq, consumers
+                )
                 if not events:
                     return applied
                 skipped = self._skipped(cur, tenant_id, low, events[-1].log_seq)
@@ -173,19 +176,30 @@ class SqlProjector(SqlProjectionReads):
         after: int,
         limit: int,
         until_log_seq: int | None = None,
+        consumers: frozenset[str] = frozenset(),
     ) -> tuple[list[StoredEvent], frozenset[int]]:
         """The next events after ``after``, and the log_seqs whose payload no
         longer matches its hash.
 
         Stored payloads are canonical JSON-P, so hashing the stored text is
         the spec's re-hash of the re-parsed payload without re-encoding it.
+        ``consumers`` (the projections about to apply the batch) may share a
+        batch another projection just read; a projection reading the same
+        position again (a retry) always reads afresh.
         """
+        if consumers:
+            shared = self._recent_batches.get(tenant_id, after, limit, until_log_seq, consumers)
+            if shared is not None:
+                return shared
         where, params = self._event_filter(tenant_id, after, until_log_seq, None, None)
         rows = self._x(
             cur, EVENT_SELECT + where + " ORDER BY log_seq LIMIT ?", [*params, limit]
         ).fetchall()
         bad = frozenset(int(row[1]) for row in rows if sha256_text(row[17]) != row[18])
-        return [event_from_row(row) for row in rows], bad
+        events = [event_from_row(row) for row in rows]
+        if consumers:
+            self._recent_batches.put(tenant_id, after, events, bad, consumers)
+        return events, bad
 
     def _skipped(
         self, cur: Cursor, tenant_id: str, low: int, high: int
@@ -234,7 +248,7 @@ class SqlProjector(SqlProjectionReads):
         """
         if expected is None:
             expected = self._expected_trace_seqs(cur, tenant_id, events, cursor)
-        writes = fold_events(events, expected, bad_hashes=bad, skip=skip)
+        writes = fold_events(events, expected, bad_hashes=bad, skip=skip, projections=names)
         if CONTEXT_GRAPH in names:
             self._write_graph(cur, tenant_id, writes, t)
         if TRACE_SUMMARY in names:
@@ -454,6 +468,7 @@ class SqlProjector(SqlProjectionReads):
         self._reset(tenant_id, self._projection_names(projections), LIVE)
 
     def _reset(self, tenant_id: str, names: Sequence[str], t: TableSet) -> None:
+        self._recent_batches.clear()
         with self._write() as cur:
             self._lock_projections(cur, tenant_id, names)
             for name in names:
