@@ -27,7 +27,7 @@ def test_a_batch_is_served_once_per_projection_and_respects_limits() -> None:
 def test_empty_reads_and_expired_entries_are_not_served() -> None:
     with DecisionGraph(":memory:", project_on_append=False) as dg:
         stored = dg.append_events(full_trace("t1"))
-    cache = RecentBatches(ttl=0.0)
+    cache = RecentBatches(ttl=-1.0)  # every entry is already too old
     cache.put("default", 0, [], frozenset(), frozenset({"a"}))
     assert cache.get("default", 0, 10, None, frozenset({"b"})) is None
     cache.put("default", 0, stored, frozenset(), frozenset({"a"}))
