@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
-from typing import Any
 
 from decisiongraph import (
     ActorRef,
     ApprovalSubject,
+    DecisionGraphAPI,
     EntityRef,
     Fact,
     PolicyRef,
@@ -40,7 +40,7 @@ class Deal:
     discount_pct: int
 
 
-def decide(dg: Any, deal: Deal) -> str:
+def decide(dg: DecisionGraphAPI, deal: Deal) -> str:
     """One decision, recorded as one trace; returns the outcome."""
     account = EntityRef("account", deal.account, "crm")
     with dg.trace(
@@ -74,6 +74,14 @@ def decide(dg: Any, deal: Deal) -> str:
     return t.outcome
 
 
+def precedent_titles(dg: DecisionGraphAPI, account: str) -> list[str]:
+    """Earlier decisions under the discount policy for ``account``, newest first."""
+    # Read your writes: remote projections may still be catching up.
+    dg.wait_for(dg.get_projection_health().event_log_last_seq)
+    hits = dg.find_precedents(policy_id=POLICY.policy_id, entity_type="account", entity_id=account)
+    return [hit.title for hit in hits]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("target", nargs="?", default=":memory:")
@@ -84,17 +92,7 @@ def main() -> None:
     deals = [Deal("d1", "acme", 8), Deal("d2", "acme", 18), Deal("d3", "globex", 40)]
     for deal in deals:
         print(f"{deal.deal_id}: {deal.discount_pct}% -> {decide(dg, deal)}")
-    if hasattr(dg, "wait_for"):
-        health = dg.get_projection_health()
-        head = (
-            health["projections"][0]["head"]
-            if isinstance(health, dict)
-            else health.event_log_last_seq
-        )
-        dg.wait_for(head)
-    hits = dg.find_precedents(policy_id="discount_cap", entity_type="account", entity_id="acme")
-    titles = [hit["title"] if isinstance(hit, dict) else hit.title for hit in hits]
-    print(f"precedents for acme under discount_cap: {titles}")
+    print(f"precedents for acme under discount_cap: {precedent_titles(dg, 'acme')}")
     dg.close()
 
 

@@ -5,6 +5,14 @@ The public API is what ``__all__`` lists; everything else is internal.
 
 from __future__ import annotations
 
+from decisiongraph.api_protocol import (
+    AppendResult,
+    AsyncDecisionGraphAPI,
+    AsyncTraceHandle,
+    DecisionGraphAPI,
+    SpooledEvent,
+    TraceHandle,
+)
 from decisiongraph.connect import connect
 from decisiongraph.core.envelope import DEFAULT_TENANT, EventEnvelope, StoredEvent
 from decisiongraph.core.errors import ALL_ERROR_CODES, DecisionGraphError
@@ -56,6 +64,7 @@ from decisiongraph.core.refs import (
 )
 from decisiongraph.facade import DecisionGraph
 from decisiongraph.projections.digests import Digests
+from decisiongraph.sdk.async_client import AsyncClient
 from decisiongraph.sdk.client import Client
 
 __version__ = "0.1.0"
@@ -75,10 +84,15 @@ __all__ = [
     "EVENT_TYPE_TRACE_FINISHED",
     "EVENT_TYPE_TRACE_STARTED",
     "ActorRef",
+    "AppendResult",
     "ApprovalSubject",
+    "AsyncClient",
+    "AsyncDecisionGraphAPI",
+    "AsyncTraceHandle",
     "Change",
     "Client",
     "DecisionGraph",
+    "DecisionGraphAPI",
     "DecisionGraphError",
     "Digests",
     "EntityRef",
@@ -88,7 +102,9 @@ __all__ = [
     "PolicyRef",
     "SourceObjectRef",
     "SourceRef",
+    "SpooledEvent",
     "StoredEvent",
+    "TraceHandle",
     "Value",
     "Violation",
     "__version__",

@@ -1,9 +1,11 @@
-"""The Python SDK for agents: an HTTP client with the library's helpers."""
+"""The Python SDK for agents: HTTP clients with the library's helpers and result types."""
 
 from __future__ import annotations
 
 from decisiongraph.sdk.async_client import AsyncClient
+from decisiongraph.sdk.calls import TracePage
 from decisiongraph.sdk.client import Client
+from decisiongraph.sdk.results import AppendResult, SpooledEvent
 from decisiongraph.sdk.retry import RetryPolicy
 
-__all__ = ["AsyncClient", "Client", "RetryPolicy"]
+__all__ = ["AppendResult", "AsyncClient", "Client", "RetryPolicy", "SpooledEvent", "TracePage"]

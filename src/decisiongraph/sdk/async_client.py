@@ -1,32 +1,51 @@
 """``AsyncClient``: the SDK for asyncio agents.
 
-The typed helpers are the same shared ones: here ``append_event`` returns
-an awaitable, so ``await client.observe_entity(...)`` works unchanged, and
+The typed helpers are the shared ones: here ``append_event`` returns an
+awaitable, so ``await client.observe_entity(...)`` works unchanged, and
 ``async with client.trace(...)`` finishes the trace like the sync scope.
+Reads return the library's result types, like ``Client`` (both send the
+same ``sdk.calls``). It satisfies ``AsyncDecisionGraphAPI``.
+
+``buffered=True`` reuses the sync client's batcher: its spool and sender
+threads run beside the event loop, so an append costs the loop only the
+envelope and a queue hand-off; ``await flush()`` waits in a worker thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Mapping, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
-from decisiongraph.core.clock import now_timestamp
-from decisiongraph.core.envelope import EventEnvelope
+from decisiongraph.core.clock import Clock, format_timestamp, system_clock
+from decisiongraph.core.envelope import EventEnvelope, StoredEvent
 from decisiongraph.core.errors import DecisionGraphError, NotFoundError
 from decisiongraph.core.event_types import TRACE_STARTED
 from decisiongraph.core.helpers import ActorLike, EventHelpers, SourceLike, TraceScope
+from decisiongraph.projections.digests import Digests
+from decisiongraph.projections.rows import PROJECTION_NAMES
+from decisiongraph.query.graph import EdgePage, GraphEdgeCursor, GraphFilter, Subgraph
+from decisiongraph.query.health import ProjectionHealth
+from decisiongraph.query.precedents import PrecedentHit
+from decisiongraph.query.traces import TraceSummary
+from decisiongraph.runtime.health import ProjectionStatus
+from decisiongraph.sdk import calls
+from decisiongraph.sdk.batcher import Batcher, post_batch
+from decisiongraph.sdk.client import SseParser, batch_body, envelopes_of
 from decisiongraph.sdk.errors import RETRYABLE_STATUSES, error_from_response
+from decisiongraph.sdk.results import AppendResult, SpooledEvent, appended_event, stored_event
 from decisiongraph.sdk.retry import RetryPolicy
+from decisiongraph.sdk.spool import Spool
 
-Receipt = dict[str, Any]
+T = TypeVar("T")
 
 
-class AsyncTraceScope(TraceScope[Awaitable[Receipt]]):
+class AsyncTraceScope(TraceScope[Awaitable[AppendResult]]):
     """``async with client.trace(...) as t:`` — ``await t.evaluate_policy(...)``."""
 
     async def __aenter__(self) -> AsyncTraceScope:
@@ -47,7 +66,7 @@ class AsyncTraceScope(TraceScope[Awaitable[Receipt]]):
             await self.finish("failure", summary=f"{type(exc).__name__}: {exc}"[:500])
 
 
-class AsyncClient(EventHelpers[Awaitable[Receipt]]):
+class AsyncClient(EventHelpers[Awaitable[AppendResult]]):
     """A DecisionGraph server for asyncio code (one event loop)."""
 
     def __init__(
@@ -58,21 +77,53 @@ class AsyncClient(EventHelpers[Awaitable[Receipt]]):
         *,
         timeout: float = 10.0,
         retry: RetryPolicy | None = None,
+        buffered: bool = False,
+        spool_path: str | None = None,
+        max_batch: int = 500,
+        flush_interval: float = 0.2,
+        close_timeout: float = 5.0,
+        clock: Clock = system_clock,
         transport: httpx.AsyncBaseTransport | None = None,
+        sender_transport: httpx.BaseTransport | None = None,
     ) -> None:
+        """``sender_transport``: the (sync) transport of the buffered sender thread."""
         headers = {"Authorization": f"Bearer {api_key}"}
         if tenant is not None:
             headers["X-Tenant-ID"] = tenant
         self._http = httpx.AsyncClient(
             base_url=url.rstrip("/"), headers=headers, timeout=timeout, transport=transport
         )
+        self.tenant = tenant
+        self._clock = clock  # occurred_at of appends that do not give one
         self._retry = retry or RetryPolicy()
         self._next_seq: dict[str, int] = {}
         self._lock = asyncio.Lock()
         self._trace_locks: dict[str, asyncio.Lock] = {}
+        self._batcher: Batcher | None = None
+        self._sender_http: httpx.Client | None = None
+        if buffered:
+            self._sender_http = httpx.Client(
+                base_url=url.rstrip("/"),
+                headers=headers,
+                timeout=timeout,
+                transport=sender_transport,
+            )
+            self._batcher = Batcher(
+                Spool(spool_path or ":memory:"),
+                post_batch(self._sender_http),
+                retry=self._retry,
+                max_batch=max_batch,
+                flush_interval=flush_interval,
+                close_timeout=close_timeout,
+            )
 
     async def _request(
-        self, method: str, path: str, *, body: Any = None, params: Mapping[str, Any] | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        content: bytes | None = None,
+        params: Mapping[str, Any] | None = None,
     ) -> httpx.Response:
         attempt = 0
         while True:
@@ -81,9 +132,9 @@ class AsyncClient(EventHelpers[Awaitable[Receipt]]):
                 response = await self._http.request(
                     method,
                     path,
-                    params={k: v for k, v in (params or {}).items() if v is not None},
-                    content=None if body is None else json.dumps(body).encode("utf-8"),
-                    headers={"content-type": "application/json"} if body is not None else None,
+                    params=calls.query_params(params or {}),
+                    content=content,
+                    headers={"content-type": "application/json"} if content is not None else None,
                 )
             except httpx.TransportError:
                 if attempt >= self._retry.attempts:
@@ -97,22 +148,40 @@ class AsyncClient(EventHelpers[Awaitable[Receipt]]):
                 continue
             raise error_from_response(response)
 
-    async def aclose(self) -> None:
+    async def _get(self, call: calls.Call[T]) -> T:
+        response = await self._request("GET", call.path, params=call.params)
+        return call.decode(response.json())
+
+    async def close(self) -> None:
+        """Flush the batcher (up to ``close_timeout``; the rest stays spooled), then
+        close the connections."""
+        if self._batcher is not None:
+            await asyncio.to_thread(self._batcher.close)
+        if self._sender_http is not None:
+            self._sender_http.close()
         await self._http.aclose()
+
+    aclose = close
 
     async def __aenter__(self) -> AsyncClient:
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
 
+    # -- appends ---------------------------------------------------------------
     async def append_events(
-        self, envelopes: Sequence[EventEnvelope | Mapping[str, Any]]
-    ) -> list[Receipt]:
-        items = [e.to_dict() if isinstance(e, EventEnvelope) else dict(e) for e in envelopes]
-        response = await self._request("POST", "/api/v1/events", body={"events": items})
-        stored: list[Receipt] = response.json()["events"]
-        return stored
+        self, envelopes: Iterable[EventEnvelope | Mapping[str, Any]]
+    ) -> list[StoredEvent]:
+        items = envelopes_of(envelopes)
+        response = await self._request("POST", "/api/v1/events", content=batch_body(items))
+        receipts = response.json()["events"]
+        return [appended_event(e, r) for e, r in zip(items, receipts, strict=True)]
 
     def _trace_lock(self, trace_id: str) -> asyncio.Lock:
         lock = self._trace_locks.get(trace_id)
@@ -128,7 +197,7 @@ class AsyncClient(EventHelpers[Awaitable[Receipt]]):
                 else:
                     try:
                         events = await self.get_trace_events(trace_id)
-                        self._next_seq[trace_id] = int(events[-1]["trace_seq"]) + 1
+                        self._next_seq[trace_id] = events[-1].trace_seq + 1
                     except NotFoundError:
                         self._next_seq[trace_id] = 0
             seq = self._next_seq[trace_id]
@@ -148,38 +217,49 @@ class AsyncClient(EventHelpers[Awaitable[Receipt]]):
         schema_version: int = 1,
         tags: Sequence[str] | None = None,
         occurred_at: str | None = None,
-    ) -> Awaitable[Receipt]:
-        """An awaitable append at the trace's next position."""
+    ) -> Awaitable[AppendResult]:
+        """An awaitable append at the trace's next position (a ``SpooledEvent``
+        when buffered; then do not change ``payload`` afterwards)."""
 
-        async def run() -> Receipt:
-            # Positions are handed out and sent in order, one append per trace
-            # at a time: concurrent appends to a trace must not overtake.
-            async with self._trace_lock(trace_id):
-                return await send()
-
-        async def send() -> Receipt:
-            trace_seq = await self._trace_seq(trace_id, event_type)
-            envelope = self.build_envelope(
+        def envelope_at(trace_seq: int) -> EventEnvelope:
+            return self.build_envelope(
                 trace_id,
                 trace_seq,
                 event_type,
                 payload,
                 source,
                 actor,
-                occurred_at or now_timestamp(),
+                occurred_at or format_timestamp(self._clock()),
                 idempotency_key,
                 correlation_id,
                 causation_event_id,
                 schema_version,
                 tags,
             )
-            try:
-                return (await self.append_events([envelope]))[0]
-            except DecisionGraphError:
-                async with self._lock:
-                    if self._next_seq.get(trace_id) == trace_seq + 1:
-                        self._next_seq[trace_id] = trace_seq
-                raise
+
+        async def run() -> AppendResult:
+            # Positions are handed out and sent in order, one append per trace
+            # at a time: concurrent appends to a trace must not overtake.
+            async with self._trace_lock(trace_id):
+                trace_seq = await self._trace_seq(trace_id, event_type)
+                envelope = envelope_at(trace_seq)
+                if self._batcher is not None:
+                    self._batcher.put(self.tenant, envelope)
+                    return SpooledEvent(
+                        envelope.event_id,
+                        trace_id,
+                        trace_seq,
+                        event_type,
+                        envelope.idempotency_key,
+                        envelope.occurred_at,
+                    )
+                try:
+                    return (await self.append_events([envelope]))[0]
+                except DecisionGraphError:
+                    async with self._lock:
+                        if self._next_seq.get(trace_id) == trace_seq + 1:
+                            self._next_seq[trace_id] = trace_seq
+                    raise
 
         return run()
 
@@ -214,25 +294,161 @@ class AsyncClient(EventHelpers[Awaitable[Receipt]]):
             self, workflow, title, primary_entity, source, actor, context, trace_id
         )
 
-    async def get_trace(self, trace_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = (await self._request("GET", f"/api/v1/traces/{trace_id}")).json()
-        return result
+    # -- buffered delivery -------------------------------------------------------
+    async def flush(self, timeout: float | None = None, *, raise_on_timeout: bool = True) -> bool:
+        """Wait until every event appended before this call is stored by the
+        server (or refused for good, see ``delivery_errors``)."""
+        if self._batcher is None:
+            return True
+        if await asyncio.to_thread(self._batcher.flush, timeout):
+            return True
+        if raise_on_timeout:
+            raise TimeoutError(f"{self.pending()} events not yet delivered")
+        return False
 
-    async def get_trace_events(self, trace_id: str) -> list[dict[str, Any]]:
-        response = await self._request("GET", f"/api/v1/traces/{trace_id}/events")
-        events: list[dict[str, Any]] = response.json()["events"]
-        return events
+    async def wait_spooled(self, timeout: float | None = None) -> bool:
+        """Wait until every event appended before this call is in the spool file."""
+        if self._batcher is None:
+            return True
+        return await asyncio.to_thread(self._batcher.wait_spooled, timeout)
 
-    async def find_precedents(self, **query: Any) -> list[dict[str, Any]]:
-        response = await self._request("GET", "/api/v1/precedents", params=query)
-        hits: list[dict[str, Any]] = response.json()["precedents"]
-        return hits
+    def pending(self) -> int:
+        return 0 if self._batcher is None else self._batcher.pending()
 
-    async def get_projection_health(self, include_digests: bool = False) -> dict[str, Any]:
-        response = await self._request(
-            "GET",
-            "/api/v1/projections",
-            params={"include_digests": "true" if include_digests else None},
+    @property
+    def delivery_errors(self) -> list[str]:
+        return [] if self._batcher is None else self._batcher.delivery_errors
+
+    # -- reads -------------------------------------------------------------------
+    async def get_trace_events(
+        self, trace_id: str, since_trace_seq: int | None = None, limit: int | None = None
+    ) -> list[StoredEvent]:
+        return await self._get(calls.trace_events(trace_id, since_trace_seq, limit))
+
+    async def get_trace_summary(self, trace_id: str) -> TraceSummary:
+        return await self._get(calls.trace_summary(trace_id))
+
+    async def list_traces(
+        self,
+        workflow: str | None = None,
+        outcome: str | None = None,
+        entity_type: str | None = None,
+        entity_id: str | None = None,
+        since: int | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> calls.TracePage:
+        return await self._get(
+            calls.list_traces(workflow, outcome, entity_type, entity_id, since, cursor, limit)
         )
-        result: dict[str, Any] = response.json()
-        return result
+
+    async def iter_traces(
+        self,
+        workflow: str | None = None,
+        outcome: str | None = None,
+        entity_type: str | None = None,
+        entity_id: str | None = None,
+        since: int | None = None,
+        page_size: int = 100,
+    ) -> AsyncIterator[TraceSummary]:
+        cursor = None
+        while True:
+            page = await self.list_traces(
+                workflow, outcome, entity_type, entity_id, since, cursor, page_size
+            )
+            for summary in page.traces:
+                yield summary
+            cursor = page.next_cursor
+            if cursor is None:
+                return
+
+    async def get_context_subgraph(
+        self,
+        node_type: str,
+        node_id: str,
+        max_depth: int = 1,
+        filter_opts: GraphFilter | None = None,
+    ) -> Subgraph:
+        return await self._get(calls.subgraph(node_type, node_id, max_depth, filter_opts))
+
+    async def list_node_edges(
+        self,
+        node: str,
+        direction: str = "both",
+        cursor: GraphEdgeCursor | None = None,
+        limit: int = 100,
+    ) -> EdgePage:
+        return await self._get(calls.node_edges(node, direction, cursor, limit))
+
+    async def find_precedents(
+        self,
+        policy_id: str | None = None,
+        policy_version: str | None = None,
+        entity_type: str | None = None,
+        entity_id: str | None = None,
+        outcome: str | None = None,
+        limit: int = 100,
+    ) -> list[PrecedentHit]:
+        return await self._get(
+            calls.precedents(policy_id, policy_version, entity_type, entity_id, outcome, limit)
+        )
+
+    async def get_projection_health(self, include_digests: bool = False) -> ProjectionHealth:
+        return await self._get(calls.projection_health(include_digests))
+
+    async def projection_statuses(self) -> list[ProjectionStatus]:
+        return await self._get(calls.projection_statuses())
+
+    async def digests(self) -> Digests:
+        return await self._get(calls.digests())
+
+    async def wait_for(
+        self,
+        log_seq: int,
+        timeout: float = 10.0,
+        projections: Sequence[str] = PROJECTION_NAMES,
+    ) -> bool:
+        deadline = time.monotonic() + timeout
+        pause = 0.005
+        while True:
+            statuses = await self.projection_statuses()
+            if all(s.cursor >= log_seq for s in statuses if s.projection in projections):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(min(pause, max(deadline - time.monotonic(), 0.0)))
+            pause = min(pause * 2, 0.2)
+
+    async def stream(self, after: int | None = None) -> AsyncIterator[StoredEvent]:
+        """Events as they are stored, after ``after`` (default: from now on);
+        reconnects with Last-Event-ID, so nothing is missed or repeated."""
+        last = after
+        attempt = 0
+        while True:
+            headers = {} if last is None else {"Last-Event-ID": str(last)}
+            try:
+                async with self._http.stream(
+                    "GET", "/api/v1/stream", headers=headers, timeout=httpx.Timeout(None)
+                ) as response:
+                    if response.status_code >= 400:
+                        await response.aread()
+                        if response.status_code not in RETRYABLE_STATUSES:
+                            raise error_from_response(response)
+                        raise httpx.RemoteProtocolError("retryable status")
+                    attempt = 0
+                    parser = SseParser()
+                    async for line in response.aiter_lines():
+                        found = parser.feed(line)
+                        if found is None:
+                            continue
+                        event_id, data = found
+                        if data is None:
+                            last = event_id if last is None else last
+                        elif event_id is not None:
+                            event = stored_event(json.loads(data))
+                            last = event.log_seq
+                            yield event
+            except httpx.TransportError:
+                pass
+            attempt += 1
+            await asyncio.sleep(self._retry.delay(min(attempt, 6)))

@@ -1,10 +1,16 @@
 """``Client``: DecisionGraph over HTTP for agents.
 
-The same typed helpers as the embedded ``DecisionGraph`` (they come from
-``core.helpers``), trace_seq kept per trace, retries with backoff on
-connection errors, 5xx and 429 (honouring Retry-After) with unchanged
-idempotency keys, and an optional buffered mode: appends go to a durable
-SQLite spool and a background sender delivers them in order, exactly once.
+It satisfies the same ``DecisionGraphAPI`` protocol as the embedded
+``DecisionGraph``: the same typed helpers (from ``core.helpers``), the same
+``trace()`` scope, and reads that return the library's own result types
+(``StoredEvent``, ``TraceSummary``, ``Subgraph``, ``EdgePage``,
+``PrecedentHit``, ``ProjectionHealth`` ...). Beyond the protocol: trace
+listing across pages, the live ``stream()``, and buffered delivery.
+
+Calls are retried on connection errors, 5xx and 429 (honouring
+Retry-After) with unchanged idempotency keys. With ``buffered=True``
+appends return a ``SpooledEvent`` at once and a background batcher
+delivers them (see ``sdk.batcher`` for exactly when an event is durable).
 """
 
 from __future__ import annotations
@@ -12,25 +18,84 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
-from decisiongraph.core.clock import now_timestamp
-from decisiongraph.core.envelope import EventEnvelope
+from decisiongraph.core.clock import Clock, format_timestamp, system_clock
+from decisiongraph.core.envelope import EventEnvelope, StoredEvent, envelope_from_dict
 from decisiongraph.core.errors import DecisionGraphError, NotFoundError
 from decisiongraph.core.event_types import TRACE_STARTED
 from decisiongraph.core.helpers import ActorLike, EventHelpers, SourceLike
+from decisiongraph.projections.digests import Digests
+from decisiongraph.projections.rows import PROJECTION_NAMES
+from decisiongraph.query.graph import EdgePage, GraphEdgeCursor, GraphFilter, Subgraph
+from decisiongraph.query.health import ProjectionHealth
+from decisiongraph.query.precedents import PrecedentHit
+from decisiongraph.query.traces import TraceSummary
+from decisiongraph.runtime.health import ProjectionStatus
+from decisiongraph.sdk import calls
+from decisiongraph.sdk.batcher import Batcher, post_batch
 from decisiongraph.sdk.errors import RETRYABLE_STATUSES, error_from_response
+from decisiongraph.sdk.results import AppendResult, SpooledEvent, appended_event, stored_event
 from decisiongraph.sdk.retry import RetryPolicy
 from decisiongraph.sdk.spool import Spool
 
-Receipt = dict[str, Any]
+T = TypeVar("T")
 
 
-class Client(EventHelpers[Receipt]):
+def envelopes_of(items: Iterable[EventEnvelope | Mapping[str, Any]]) -> list[EventEnvelope]:
+    """Envelopes from envelopes or their JSON form; a bad one is named by index."""
+    out: list[EventEnvelope] = []
+    for index, item in enumerate(items):
+        if isinstance(item, EventEnvelope):
+            out.append(item)
+            continue
+        try:
+            out.append(envelope_from_dict(dict(item)))
+        except DecisionGraphError as exc:
+            raise exc.with_details(index=index) from None
+    return out
+
+
+def batch_body(envelopes: Sequence[EventEnvelope]) -> bytes:
+    return json.dumps(
+        {"events": [e.to_dict() for e in envelopes]}, ensure_ascii=False, separators=(",", ":")
+    ).encode("utf-8")
+
+
+class SseParser:
+    """Server-Sent Events, one line at a time (sync and async streams share it)."""
+
+    def __init__(self) -> None:
+        self._data: list[str] = []
+        self._id: int | None = None
+
+    def feed(self, line: str) -> tuple[int | None, str | None] | None:
+        """``(id, data)`` when ``line`` completes an event, else None.
+
+        The server's opening comment ``: resuming after N`` comes out as
+        ``(N, None)``: the position a stream opened "from now" starts at.
+        """
+        if line.startswith("data:"):
+            self._data.append(line[5:].removeprefix(" "))
+        elif line.startswith("id:"):
+            text = line[3:].strip()
+            self._id = int(text) if text.isdigit() else None
+        elif line.startswith(": resuming after "):
+            text = line.removeprefix(": resuming after ").strip()
+            if text.isdigit():
+                return int(text), None
+        elif line == "":
+            found = (self._id, "\n".join(self._data)) if self._data else None
+            self._data, self._id = [], None
+            return found
+        return None
+
+
+class Client(EventHelpers[AppendResult]):
     """A DecisionGraph server, seen by one agent (thread-safe)."""
 
     def __init__(
@@ -43,10 +108,14 @@ class Client(EventHelpers[Receipt]):
         retry: RetryPolicy | None = None,
         buffered: bool = False,
         spool_path: str | None = None,
-        max_batch: int = 100,
+        max_batch: int = 500,
         flush_interval: float = 0.2,
+        close_timeout: float = 5.0,
+        clock: Clock = system_clock,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        """``buffered``: appends go through a background batcher; ``spool_path``
+        is its durable SQLite file (default: in memory, so not durable)."""
         headers = {"Authorization": f"Bearer {api_key}"}
         if tenant is not None:
             headers["X-Tenant-ID"] = tenant
@@ -54,23 +123,25 @@ class Client(EventHelpers[Receipt]):
             base_url=url.rstrip("/"), headers=headers, timeout=timeout, transport=transport
         )
         self.tenant = tenant
+        self._clock = clock  # occurred_at of appends that do not give one
         self._retry = retry or RetryPolicy()
         self._seq_lock = threading.Lock()
         self._next_seq: dict[str, int] = {}
         self._trace_locks: dict[str, threading.Lock] = {}
-        self._max_batch = max_batch
-        self._flush_interval = flush_interval
-        self._spool: Spool | None = None
-        self._sender: threading.Thread | None = None
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self.delivery_errors: list[str] = []
+        self._batcher: Batcher | None = None
+        self._sender_http: httpx.Client | None = None
         if buffered:
-            self._spool = Spool(spool_path or ":memory:")
-            self._sender = threading.Thread(
-                target=self._send_loop, name="dg-sdk-sender", daemon=True
+            self._sender_http = httpx.Client(
+                base_url=url.rstrip("/"), headers=headers, timeout=timeout, transport=transport
             )
-            self._sender.start()
+            self._batcher = Batcher(
+                Spool(spool_path or ":memory:"),
+                post_batch(self._sender_http),
+                retry=self._retry,
+                max_batch=max_batch,
+                flush_interval=flush_interval,
+                close_timeout=close_timeout,
+            )
 
     # -- plumbing ------------------------------------------------------------
     def _request(
@@ -78,7 +149,7 @@ class Client(EventHelpers[Receipt]):
         method: str,
         path: str,
         *,
-        body: Any = None,
+        content: bytes | None = None,
         params: Mapping[str, Any] | None = None,
     ) -> httpx.Response:
         """One call, retried on connection errors, 5xx and 429."""
@@ -89,9 +160,9 @@ class Client(EventHelpers[Receipt]):
                 response = self._http.request(
                     method,
                     path,
-                    params={k: v for k, v in (params or {}).items() if v is not None},
-                    content=None if body is None else json.dumps(body).encode("utf-8"),
-                    headers={"content-type": "application/json"} if body is not None else None,
+                    params=calls.query_params(params or {}),
+                    content=content,
+                    headers={"content-type": "application/json"} if content is not None else None,
                 )
             except httpx.TransportError:
                 if attempt >= self._retry.attempts:
@@ -105,15 +176,16 @@ class Client(EventHelpers[Receipt]):
                 continue
             raise error_from_response(response)
 
+    def _get(self, call: calls.Call[T]) -> T:
+        return call.decode(self._request("GET", call.path, params=call.params).json())
+
     def close(self) -> None:
-        """Stop the sender (after delivering what it can) and close the connection."""
-        if self._sender is not None:
-            self.flush(timeout=5.0, raise_on_timeout=False)
-            self._stop.set()
-            self._wake.set()
-            self._sender.join(10)
-        if self._spool is not None:
-            self._spool.close()
+        """Flush the batcher (up to ``close_timeout``; the rest stays spooled), then
+        close the connections."""
+        if self._batcher is not None:
+            self._batcher.close()
+        if self._sender_http is not None:
+            self._sender_http.close()
         self._http.close()
 
     def __enter__(self) -> Client:
@@ -129,19 +201,22 @@ class Client(EventHelpers[Receipt]):
 
     # -- appends ---------------------------------------------------------------
     def append_events(
-        self, envelopes: Sequence[EventEnvelope | Mapping[str, Any]]
-    ) -> list[Receipt]:
-        """Append fully specified envelopes in one transaction (≤ 1,000)."""
-        items = [e.to_dict() if isinstance(e, EventEnvelope) else dict(e) for e in envelopes]
-        response = self._request("POST", "/api/v1/events", body={"events": items})
-        stored: list[Receipt] = response.json()["events"]
-        return stored
+        self, envelopes: Iterable[EventEnvelope | Mapping[str, Any]]
+    ) -> list[StoredEvent]:
+        """Append fully specified envelopes in one transaction (≤ 1,000), at once
+        (also on a buffered client)."""
+        items = envelopes_of(envelopes)
+        response = self._request("POST", "/api/v1/events", content=batch_body(items))
+        receipts = response.json()["events"]
+        return [appended_event(e, r) for e, r in zip(items, receipts, strict=True)]
 
     def _trace_seq(self, trace_id: str, event_type: str) -> int:
         with self._seq_lock:
             known = self._next_seq.get(trace_id)
-        if known is None:
-            known = 0 if event_type == TRACE_STARTED else self._server_next_seq(trace_id)
+            if known is not None:
+                self._next_seq[trace_id] = known + 1
+                return known
+        known = 0 if event_type == TRACE_STARTED else self._server_next_seq(trace_id)
         with self._seq_lock:
             seq = max(known, self._next_seq.get(trace_id, 0))
             self._next_seq[trace_id] = seq + 1
@@ -152,7 +227,14 @@ class Client(EventHelpers[Receipt]):
             events = self.get_trace_events(trace_id)
         except NotFoundError:
             return 0
-        return int(events[-1]["trace_seq"]) + 1
+        return events[-1].trace_seq + 1
+
+    def _trace_lock(self, trace_id: str) -> threading.Lock:
+        with self._seq_lock:
+            lock = self._trace_locks.get(trace_id)
+            if lock is None:
+                lock = self._trace_locks[trace_id] = threading.Lock()
+            return lock
 
     def append_event(
         self,
@@ -167,206 +249,211 @@ class Client(EventHelpers[Receipt]):
         schema_version: int = 1,
         tags: Sequence[str] | None = None,
         occurred_at: str | None = None,
-    ) -> Receipt:
+    ) -> AppendResult:
         """Append one event at the trace's next position.
 
-        Buffered clients return at once with ``{"status": "spooled", ...}``;
-        the event is on disk and will be delivered in order.
+        Returns the ``StoredEvent``; a buffered client returns a
+        ``SpooledEvent`` at once instead. Buffered: do not change
+        ``payload`` after the call, it is serialized later, on the
+        batcher's thread.
         """
         with self._trace_lock(trace_id):  # positions are used in the order handed out
-            return self._append_in_order(
+            trace_seq = self._trace_seq(trace_id, event_type)
+            envelope = self.build_envelope(
                 trace_id,
+                trace_seq,
                 event_type,
                 payload,
                 source,
                 actor,
+                occurred_at or format_timestamp(self._clock()),
                 idempotency_key,
                 correlation_id,
                 causation_event_id,
                 schema_version,
                 tags,
-                occurred_at,
             )
-
-    def _trace_lock(self, trace_id: str) -> threading.Lock:
-        with self._seq_lock:
-            lock = self._trace_locks.get(trace_id)
-            if lock is None:
-                lock = self._trace_locks[trace_id] = threading.Lock()
-            return lock
-
-    def _append_in_order(
-        self,
-        trace_id: str,
-        event_type: str,
-        payload: dict[str, Any],
-        source: SourceLike,
-        actor: ActorLike,
-        idempotency_key: str | None,
-        correlation_id: str | None,
-        causation_event_id: str | None,
-        schema_version: int,
-        tags: Sequence[str] | None,
-        occurred_at: str | None,
-    ) -> Receipt:
-        trace_seq = self._trace_seq(trace_id, event_type)
-        envelope = self.build_envelope(
-            trace_id,
-            trace_seq,
-            event_type,
-            payload,
-            source,
-            actor,
-            occurred_at or now_timestamp(),
-            idempotency_key,
-            correlation_id,
-            causation_event_id,
-            schema_version,
-            tags,
-        ).to_dict()
-        if self._spool is not None:
-            self._spool.put(self.tenant, envelope)
-            self._wake.set()
-            return {
-                "status": "spooled",
-                "event_id": envelope["event_id"],
-                "trace_id": trace_id,
-                "trace_seq": trace_seq,
-            }
-        try:
-            return self.append_events([envelope])[0]
-        except DecisionGraphError:
-            with self._seq_lock:  # the position was not used
-                if self._next_seq.get(trace_id) == trace_seq + 1:
-                    self._next_seq[trace_id] = trace_seq
-            raise
-
-    # -- the buffered sender -------------------------------------------------------
-    def _send_loop(self) -> None:
-        assert self._spool is not None
-        spool = self._spool
-        while not self._stop.is_set():
-            batch = spool.peek(self._max_batch)
-            if not batch:
-                self._wake.wait(self._flush_interval)
-                self._wake.clear()
-                continue
-            ids = [row_id for row_id, _, _ in batch]
+            if self._batcher is not None:
+                self._batcher.put(self.tenant, envelope)
+                return SpooledEvent(
+                    envelope.event_id,
+                    trace_id,
+                    trace_seq,
+                    event_type,
+                    envelope.idempotency_key,
+                    envelope.occurred_at,
+                )
             try:
-                self.append_events([body for _, _, body in batch])
-            except DecisionGraphError as exc:
-                if exc.status is not None and exc.status not in RETRYABLE_STATUSES:
-                    spool.reject(ids, str(exc))  # refused for good: keep, don't block
-                    self.delivery_errors.append(str(exc))
-                    continue
-                self._stop.wait(self._retry.cap)
-                continue
-            except httpx.TransportError:
-                self._stop.wait(self._retry.cap)  # server away: keep the spool, try later
-                continue
-            spool.remove(ids)
+                return self.append_events([envelope])[0]
+            except DecisionGraphError:
+                with self._seq_lock:  # the position was not used
+                    if self._next_seq.get(trace_id) == trace_seq + 1:
+                        self._next_seq[trace_id] = trace_seq
+                raise
 
+    # -- buffered delivery -------------------------------------------------------
     def flush(self, timeout: float | None = None, *, raise_on_timeout: bool = True) -> bool:
-        """Wait until every spooled event is delivered (or rejected)."""
-        if self._spool is None:
+        """Wait until every event appended before this call is stored by the
+        server (or refused for good, see ``delivery_errors``)."""
+        if self._batcher is None or self._batcher.flush(timeout):
             return True
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self._spool.pending():
-            self._wake.set()
-            if deadline is not None and time.monotonic() > deadline:
-                if raise_on_timeout:
-                    raise TimeoutError(f"{self._spool.pending()} events still spooled")
-                return False
-            time.sleep(0.01)
-        return True
+        if raise_on_timeout:
+            raise TimeoutError(f"{self.pending()} events not yet delivered")
+        return False
+
+    def wait_spooled(self, timeout: float | None = None) -> bool:
+        """Wait until every event appended before this call is in the spool file
+        (safe from a crash of this process); True unless ``timeout`` passed."""
+        return self._batcher is None or self._batcher.wait_spooled(timeout)
 
     def pending(self) -> int:
-        return 0 if self._spool is None else self._spool.pending()
+        """Events appended but not yet stored by the server."""
+        return 0 if self._batcher is None else self._batcher.pending()
+
+    @property
+    def delivery_errors(self) -> list[str]:
+        """Why buffered events were refused for good (or delivery stalled)."""
+        return [] if self._batcher is None else self._batcher.delivery_errors
 
     # -- reads -------------------------------------------------------------------
-    def get_trace(self, trace_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._request("GET", f"/api/v1/traces/{trace_id}").json()
-        return result
+    def get_trace_events(
+        self, trace_id: str, since_trace_seq: int | None = None, limit: int | None = None
+    ) -> list[StoredEvent]:
+        return self._get(calls.trace_events(trace_id, since_trace_seq, limit))
 
-    def get_trace_events(self, trace_id: str) -> list[dict[str, Any]]:
-        events: list[dict[str, Any]] = self._request(
-            "GET", f"/api/v1/traces/{trace_id}/events"
-        ).json()["events"]
-        return events
+    def get_trace_summary(self, trace_id: str) -> TraceSummary:
+        return self._get(calls.trace_summary(trace_id))
 
-    def iter_traces(self, page_size: int = 100, **filters: Any) -> Iterator[dict[str, Any]]:
-        """Every matching trace, following cursor pages."""
+    def list_traces(
+        self,
+        workflow: str | None = None,
+        outcome: str | None = None,
+        entity_type: str | None = None,
+        entity_id: str | None = None,
+        since: int | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> calls.TracePage:
+        """One page of trace summaries (most recently changed last)."""
+        return self._get(
+            calls.list_traces(workflow, outcome, entity_type, entity_id, since, cursor, limit)
+        )
+
+    def iter_traces(
+        self,
+        workflow: str | None = None,
+        outcome: str | None = None,
+        entity_type: str | None = None,
+        entity_id: str | None = None,
+        since: int | None = None,
+        page_size: int = 100,
+    ) -> Iterator[TraceSummary]:
+        """Every matching trace, following the cursor pages."""
         cursor = None
         while True:
-            page = self._request(
-                "GET", "/api/v1/traces", params={**filters, "limit": page_size, "cursor": cursor}
-            ).json()
-            yield from page["traces"]
-            cursor = page["next_cursor"]
+            page = self.list_traces(
+                workflow, outcome, entity_type, entity_id, since, cursor, page_size
+            )
+            yield from page.traces
+            cursor = page.next_cursor
             if cursor is None:
                 return
 
     def get_context_subgraph(
-        self, node_type: str, node_id: str, max_depth: int = 1
-    ) -> dict[str, Any]:
-        result: dict[str, Any] = self._request(
-            "GET",
-            "/api/v1/graph/subgraph",
-            params={"node_type": node_type, "node_id": node_id, "max_depth": max_depth},
-        ).json()
-        return result
+        self,
+        node_type: str,
+        node_id: str,
+        max_depth: int = 1,
+        filter_opts: GraphFilter | None = None,
+    ) -> Subgraph:
+        return self._get(calls.subgraph(node_type, node_id, max_depth, filter_opts))
 
-    def find_precedents(self, **query: Any) -> list[dict[str, Any]]:
-        hits: list[dict[str, Any]] = self._request(
-            "GET", "/api/v1/precedents", params=query
-        ).json()["precedents"]
-        return hits
+    def list_node_edges(
+        self,
+        node: str,
+        direction: str = "both",
+        cursor: GraphEdgeCursor | None = None,
+        limit: int = 100,
+    ) -> EdgePage:
+        return self._get(calls.node_edges(node, direction, cursor, limit))
 
-    def get_projection_health(self, include_digests: bool = False) -> dict[str, Any]:
-        result: dict[str, Any] = self._request(
-            "GET",
-            "/api/v1/projections",
-            params={"include_digests": "true" if include_digests else None},
-        ).json()
-        return result
+    def find_precedents(
+        self,
+        policy_id: str | None = None,
+        policy_version: str | None = None,
+        entity_type: str | None = None,
+        entity_id: str | None = None,
+        outcome: str | None = None,
+        limit: int = 100,
+    ) -> list[PrecedentHit]:
+        return self._get(
+            calls.precedents(policy_id, policy_version, entity_type, entity_id, outcome, limit)
+        )
 
-    def wait_for(self, log_seq: int, timeout: float = 10.0) -> bool:
-        """True once every projection has applied ``log_seq``."""
+    def get_projection_health(self, include_digests: bool = False) -> ProjectionHealth:
+        return self._get(calls.projection_health(include_digests))
+
+    def projection_statuses(self) -> list[ProjectionStatus]:
+        return self._get(calls.projection_statuses())
+
+    def digests(self) -> Digests:
+        return self._get(calls.digests())
+
+    def wait_for(
+        self,
+        log_seq: int,
+        timeout: float = 10.0,
+        projections: Sequence[str] = PROJECTION_NAMES,
+    ) -> bool:
+        """Block until the projections have applied ``log_seq`` (read your writes).
+
+        Returns False if ``timeout`` seconds pass first.
+        """
         deadline = time.monotonic() + timeout
+        pause = 0.005
         while True:
-            health = self.get_projection_health()
-            if all(p["cursor"] >= log_seq for p in health["projections"]):
+            statuses = self.projection_statuses()
+            if all(s.cursor >= log_seq for s in statuses if s.projection in projections):
                 return True
-            if time.monotonic() > deadline:
+            if time.monotonic() >= deadline:
                 return False
-            time.sleep(0.05)
+            time.sleep(min(pause, max(deadline - time.monotonic(), 0.0)))
+            pause = min(pause * 2, 0.2)
 
-    def stream(self, after: int | None = None) -> Iterator[dict[str, Any]]:
-        """New events as they are stored; reconnects with Last-Event-ID, forever."""
+    def stream(self, after: int | None = None) -> Iterator[StoredEvent]:
+        """Events as they are stored, after ``after`` (default: from now on).
+
+        Runs forever: a dropped connection is reopened with Last-Event-ID
+        (backing off while the server is away), so no event is missed or
+        repeated.
+        """
         last = after
         attempt = 0
         while True:
             headers = {} if last is None else {"Last-Event-ID": str(last)}
             try:
                 with self._http.stream(
-                    "GET", "/api/v1/stream", headers=headers, timeout=None
+                    "GET", "/api/v1/stream", headers=headers, timeout=httpx.Timeout(None)
                 ) as response:
                     if response.status_code >= 400:
                         response.read()
-                        raise error_from_response(response)
+                        if response.status_code not in RETRYABLE_STATUSES:
+                            raise error_from_response(response)
+                        raise httpx.RemoteProtocolError("retryable status")
                     attempt = 0
-                    data: str | None = None
+                    parser = SseParser()
                     for line in response.iter_lines():
-                        if line.startswith("data: "):
-                            data = line[6:]
-                        elif line.startswith("id: "):
-                            last = int(line[4:])
-                        elif line == "" and data is not None:
-                            event = json.loads(data)
-                            data = None
-                            if "log_seq" in event:
-                                last = int(event["log_seq"])
-                                yield event
+                        found = parser.feed(line)
+                        if found is None:
+                            continue
+                        event_id, data = found
+                        if data is None:
+                            last = event_id if last is None else last
+                        elif event_id is not None:  # (no id: projection status news)
+                            event = stored_event(json.loads(data))
+                            last = event.log_seq
+                            yield event
             except httpx.TransportError:
-                attempt += 1
-                time.sleep(self._retry.delay(min(attempt, 6)))
+                pass
+            attempt += 1
+            time.sleep(self._retry.delay(min(attempt, 6)))

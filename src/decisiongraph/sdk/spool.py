@@ -1,17 +1,21 @@
 """A durable local spool: events wait here (a SQLite file) until delivered.
 
-Appends are written before the call returns, so they survive a server
-outage and a restart of the agent; a background sender delivers them in
-order and deletes them only after the server has stored them.
+Rows are the envelopes' JSON text, in append order (``AUTOINCREMENT`` ids
+are never reused, so an id is a position). Written in WAL mode with
+``synchronous=NORMAL``: a committed batch survives the agent process being
+killed; only an operating-system crash or power loss can take the last
+commits with it (no fsync per commit, which would cap ingestion at the
+disk's flush rate).
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Any
+
+#: (row id, tenant, envelope JSON)
+SpoolRow = tuple[int, str | None, str]
 
 
 class Spool:
@@ -20,22 +24,41 @@ class Spool:
         self._conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode = WAL")
         self._conn.execute("PRAGMA synchronous = NORMAL")
+        self._conn.execute("PRAGMA busy_timeout = 10000")
         self._conn.execute(
             "CREATE TABLE IF NOT EXISTS spool (id INTEGER PRIMARY KEY AUTOINCREMENT, "
             "tenant TEXT, body TEXT NOT NULL)"
         )
         self._conn.execute(
-            "CREATE TABLE IF NOT EXISTS rejected (id INTEGER PRIMARY KEY, tenant TEXT, "
-            "body TEXT NOT NULL, error TEXT NOT NULL)"
+            "CREATE TABLE IF NOT EXISTS refused (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+            "spool_id INTEGER, tenant TEXT, body TEXT NOT NULL, error TEXT NOT NULL)"
         )
 
-    def put(self, tenant: str | None, envelope: dict[str, Any]) -> None:
-        body = json.dumps(envelope, ensure_ascii=False, separators=(",", ":"))
+    def write(self, rows: list[tuple[str | None, str]]) -> list[int]:
+        """Append ``(tenant, body)`` rows in one transaction; their ids, in order."""
+        ids: list[int] = []
         with self._lock:
-            self._conn.execute("INSERT INTO spool (tenant, body) VALUES (?, ?)", (tenant, body))
+            cur = self._conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                for tenant, body in rows:
+                    cur.execute("INSERT INTO spool (tenant, body) VALUES (?, ?)", (tenant, body))
+                    ids.append(int(cur.lastrowid or 0))
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+        return ids
 
-    def peek(self, limit: int) -> list[tuple[int, str | None, dict[str, Any]]]:
-        """The oldest events, all of the first one's tenant (one request)."""
+    def last_id(self) -> int:
+        """The highest id handed out so far (0 for a new spool)."""
+        with self._lock:
+            row = self._conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'spool'")
+            found = row.fetchone()
+        return 0 if found is None else int(found[0])
+
+    def peek(self, limit: int) -> list[SpoolRow]:
+        """The oldest rows, all of the first one's tenant (one request)."""
         with self._lock:
             rows = self._conn.execute(
                 "SELECT id, tenant, body FROM spool ORDER BY id LIMIT ?", (limit,)
@@ -43,38 +66,47 @@ class Spool:
         if not rows:
             return []
         tenant = rows[0][1]
-        out = []
+        out: list[SpoolRow] = []
         for row_id, row_tenant, body in rows:
             if row_tenant != tenant:
                 break
-            out.append((int(row_id), row_tenant, json.loads(body)))
+            out.append((int(row_id), row_tenant, body))
         return out
 
-    def remove(self, ids: list[int]) -> None:
+    def remove_through(self, last_id: int) -> None:
+        """Drop every row up to ``last_id`` (they were delivered, in order)."""
         with self._lock:
-            self._conn.executemany("DELETE FROM spool WHERE id = ?", [(i,) for i in ids])
+            self._conn.execute("DELETE FROM spool WHERE id <= ?", (last_id,))
 
     def reject(self, ids: list[int], error: str) -> None:
-        """Move events the server refused for good out of the way (kept for inspection)."""
+        """Move rows the server refused for good out of the way (kept for inspection)."""
         with self._lock:
-            self._conn.execute("BEGIN")
+            self._conn.execute("BEGIN IMMEDIATE")
             for row_id in ids:
                 self._conn.execute(
-                    "INSERT INTO rejected (id, tenant, body, error) "
+                    "INSERT INTO refused (spool_id, tenant, body, error) "
                     "SELECT id, tenant, body, ? FROM spool WHERE id = ?",
                     (error, row_id),
                 )
                 self._conn.execute("DELETE FROM spool WHERE id = ?", (row_id,))
             self._conn.execute("COMMIT")
 
+    def record_rejected(self, tenant: str | None, body: str, error: str) -> None:
+        """An event that never reached the spool (it could not be serialized)."""
+        with self._lock:
+            self._conn.execute(
+                "INSERT INTO refused (tenant, body, error) VALUES (?, ?, ?)", (tenant, body, error)
+            )
+
     def pending(self) -> int:
         with self._lock:
             return int(self._conn.execute("SELECT COUNT(*) FROM spool").fetchone()[0])
 
-    def rejected(self) -> list[tuple[dict[str, Any], str]]:
+    def rejected(self) -> list[tuple[str, str]]:
+        """``(envelope JSON, error)`` of every refused event, oldest first."""
         with self._lock:
-            rows = self._conn.execute("SELECT body, error FROM rejected ORDER BY id").fetchall()
-        return [(json.loads(body), error) for body, error in rows]
+            rows = self._conn.execute("SELECT body, error FROM refused ORDER BY seq").fetchall()
+        return [(str(body), str(error)) for body, error in rows]
 
     def close(self) -> None:
         with self._lock:

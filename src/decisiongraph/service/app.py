@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -23,7 +23,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from decisiongraph.core.envelope import envelope_from_dict
 from decisiongraph.core.errors import DecisionGraphError, InvalidArgumentError
 from decisiongraph.query import events as event_queries
-from decisiongraph.query.graph import GraphEdgeCursor, get_context_subgraph, list_node_edges
+from decisiongraph.query.graph import (
+    GraphEdgeCursor,
+    GraphFilter,
+    get_context_subgraph,
+    list_node_edges,
+)
+from decisiongraph.query.health import get_projection_health
 from decisiongraph.query.precedents import PrecedentQuery, find_precedents
 from decisiongraph.query.traces import get_trace_summary
 from decisiongraph.runtime.health import projection_statuses
@@ -291,12 +297,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         node_type: str,
         node_id: str,
         max_depth: int = Query(default=1, ge=0, le=10),
+        edge_types: Annotated[list[str] | None, Query()] = None,
+        node_types: Annotated[list[str] | None, Query()] = None,
+        max_nodes: int = Query(default=100, ge=1, le=10_000),
+        max_edges: int = Query(default=500, ge=1, le=10_000),
     ) -> m.SubgraphResponse:
+        graph_filter = GraphFilter(
+            tuple(edge_types) if edge_types else None,
+            tuple(node_types) if node_types else None,
+            max_depth,
+            max_nodes,
+            max_edges,
+        )
         result = await call(
             request,
             "events:read",
             lambda store, tenant: get_context_subgraph(
-                store, tenant, node_type, node_id, max_depth
+                store, tenant, node_type, node_id, max_depth, graph_filter
             ),
         )
         return m.SubgraphResponse(
@@ -363,6 +380,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
 
         result: m.ProjectionsResponse = await call(request, "events:read", work)
+        return result
+
+    @app.get("/api/v1/projections/health", response_model=m.HealthOut)
+    async def projection_health(request: Request, include_digests: bool = False) -> m.HealthOut:
+        """Event and trace counts, the log head and the lowest cursor (spec 10.6)."""
+
+        def work(store: Any, tenant: str) -> m.HealthOut:
+            health = get_projection_health(store, tenant, include_digests)
+            return m.HealthOut.model_validate({**health.as_dict(), "tenant_id": tenant})
+
+        result: m.HealthOut = await call(request, "events:read", work)
         return result
 
     admin_routes.register(app, call)

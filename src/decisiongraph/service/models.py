@@ -43,23 +43,38 @@ class BatchIn(BaseModel):
 
 
 class AppendedEvent(BaseModel):
+    """What the store assigned; with the submitted envelope, the whole stored event.
+
+    A repeated (idempotent) append answers with the original event's
+    ``event_id``, ``trace_seq`` and timestamps, which may differ from the
+    envelope just sent.
+    """
+
+    tenant_id: str
     log_seq: int
     trace_id: str
     trace_seq: int
     event_id: str
     event_type: str
+    occurred_at: str
+    recorded_at: str
     payload_hash: str
+    chain_hash: str
     repeated: bool
 
     @classmethod
     def of(cls, event: StoredEvent) -> AppendedEvent:
         return cls(
+            tenant_id=event.tenant_id,
             log_seq=event.log_seq,
             trace_id=event.trace_id,
             trace_seq=event.trace_seq,
             event_id=event.event_id,
             event_type=event.event_type,
+            occurred_at=event.occurred_at,
+            recorded_at=event.recorded_at,
             payload_hash=event.payload_hash,
+            chain_hash=event.chain_hash,
             repeated=event.repeated,
         )
 
@@ -69,6 +84,7 @@ class AppendResponse(BaseModel):
 
 
 class EventOut(BaseModel):
+    tenant_id: str
     log_seq: int
     event_id: str
     trace_id: str
@@ -85,10 +101,19 @@ class EventOut(BaseModel):
     causation_event_id: str | None
     schema_version: int
     tags: list[str]
+    chain_hash: str
 
     @classmethod
     def of(cls, event: StoredEvent) -> EventOut:
-        return cls.model_validate(event.to_dict())
+        return cls.model_validate(event_json(event))
+
+
+def event_json(event: StoredEvent) -> dict[str, Any]:
+    """A stored event as the API shows it: the export format plus tenant and chain hash."""
+    data = event.to_dict()
+    data["tenant_id"] = event.tenant_id
+    data["chain_hash"] = event.chain_hash
+    return data
 
 
 class TraceEventsResponse(BaseModel):
@@ -153,6 +178,7 @@ class PrecedentsResponse(BaseModel):
 
 
 class ProjectionOut(BaseModel):
+    tenant_id: str
     projection: str
     cursor: int
     head: int
@@ -162,6 +188,7 @@ class ProjectionOut(BaseModel):
     owner: str | None
     last_error: str | None
     open_dead_letters: int
+    updated_at: str | None
     rebuild_position: int | None
 
 
@@ -170,6 +197,19 @@ class DigestsOut(BaseModel):
     trace_summary: str
     precedent_index: str
     full_projection: str
+
+
+class HealthOut(BaseModel):
+    """Spec 10.6 projection health (counts read the whole log: not for polling)."""
+
+    tenant_id: str
+    event_count: int
+    trace_count: int
+    event_log_last_seq: int
+    projected_last_seq: int
+    pending_events: int
+    is_stale: bool
+    digests: DigestsOut | None
 
 
 class ProjectionsResponse(BaseModel):

@@ -24,6 +24,7 @@ from fastapi.responses import StreamingResponse
 
 from decisiongraph.runtime.health import projection_statuses
 from decisiongraph.runtime.wakeup import PostgresListener, Wakeup
+from decisiongraph.service.models import event_json
 
 STREAM_BATCH = 500
 
@@ -115,7 +116,7 @@ def register(app: FastAPI, principal: Any, heartbeat: float) -> None:
                     check_status = False
                 batch = await run_in_threadpool(fetch, position)
                 for event in batch:
-                    data = json.dumps(event.to_dict(), sort_keys=True, ensure_ascii=False)
+                    data = json.dumps(event_json(event), sort_keys=True, ensure_ascii=False)
                     yield f"id: {event.log_seq}\nevent: {event.event_type}\ndata: {data}\n\n"
                     position = event.log_seq
                 if batch:

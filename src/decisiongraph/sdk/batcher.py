@@ -1,0 +1,301 @@
+"""Buffered delivery: the agent hands envelopes over, two threads do the rest.
+
+The agent's thread only puts the envelope it built on an in-memory queue
+(a few microseconds). Behind it:
+
+* the **spool thread** takes everything queued, serializes it and commits it
+  to the spool in one SQLite transaction per batch;
+* the **sender thread** posts the oldest spooled events to the server in
+  batches (one request, one server transaction each), over one keep-alive
+  connection, and deletes them from the spool once the server has stored
+  them. Connection errors, 5xx and 429 are retried with backoff and jitter,
+  for as long as it takes; the idempotency keys make a resend harmless.
+
+When is an appended event safe?
+
+* **In memory** when ``append`` returns: lost if the process dies before the
+  spool thread commits it. The spool thread starts on the first queued
+  event at once, so this window is normally well under a millisecond; it
+  grows only while the agent outpaces the disk.
+* **Durable on the agent's side** once the spool transaction holding it
+  commits: it survives the agent being killed and is delivered by the next
+  client opened on the same spool file. ``wait_spooled()`` returns when
+  everything appended before the call is there.
+* **Stored by the server** once delivered: ``flush()`` returns when
+  everything appended before the call is stored (or refused for good).
+
+``close()`` (and interpreter exit, via ``atexit``) flushes for up to
+``close_timeout`` seconds, then commits whatever is still queued to the
+spool, so a clean exit never loses an event even when the server is down.
+
+Order: events leave in append order, one batch in flight at a time, so
+a trace's events reach the server in trace_seq order.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import threading
+from collections.abc import Callable
+from queue import Empty, SimpleQueue
+
+import httpx
+
+from decisiongraph.core.envelope import EventEnvelope
+from decisiongraph.core.errors import DecisionGraphError
+from decisiongraph.sdk.errors import RETRYABLE_STATUSES, error_from_response
+from decisiongraph.sdk.retry import RetryPolicy
+from decisiongraph.sdk.spool import Spool, SpoolRow
+
+log = logging.getLogger("decisiongraph.sdk")
+
+#: Posts ``(tenant, [envelope JSON, ...])`` as one batch; raises on failure.
+Deliver = Callable[[str | None, list[str]], None]
+
+#: Statuses that say "not now" rather than "never": keep the events, try later.
+_HOLD_STATUSES = frozenset({401, 403}) | RETRYABLE_STATUSES
+
+
+class _Marker:
+    """A point in the queue: set once everything before it is spooled / delivered."""
+
+    __slots__ = ("deliver", "done", "target")
+
+    def __init__(self, deliver: bool) -> None:
+        self.deliver = deliver
+        self.done = threading.Event()
+        self.target = 0
+
+
+_STOP = object()
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
+def post_batch(http: httpx.Client) -> Deliver:
+    """A ``Deliver`` over ``http``: the spooled JSON is sent as it is, never re-encoded."""
+
+    def deliver(tenant: str | None, bodies: list[str]) -> None:
+        content = ('{"events":[' + ",".join(bodies) + "]}").encode("utf-8")
+        headers = {"content-type": "application/json"}
+        if tenant is not None:
+            headers["X-Tenant-ID"] = tenant
+        response = http.post("/api/v1/events", content=content, headers=headers)
+        if response.status_code >= 400:
+            raise error_from_response(response)
+
+    return deliver
+
+
+class Batcher:
+    def __init__(
+        self,
+        spool: Spool,
+        deliver: Deliver,
+        *,
+        retry: RetryPolicy,
+        max_batch: int = 500,
+        flush_interval: float = 0.2,
+        close_timeout: float = 5.0,
+        spool_batch: int = 2000,
+    ) -> None:
+        if not 1 <= max_batch <= 1000:
+            raise ValueError("max_batch must be between 1 and 1000 (the server's limit)")
+        self._spool = spool
+        self._deliver = deliver
+        self._retry = retry
+        self._max_batch = max_batch
+        self._flush_interval = flush_interval
+        self._close_timeout = close_timeout
+        self._spool_batch = spool_batch
+        self._queue: SimpleQueue[object] = SimpleQueue()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._waiters_lock = threading.Lock()
+        self._waiters: list[_Marker] = []
+        self._last_spooled = spool.last_id()
+        self._closed = False
+        #: One line per event the server refused for good (kept in the spool's
+        #: ``refused`` table) and per delivery stall (auth, conflicts).
+        self.delivery_errors: list[str] = []
+        self._spooler = threading.Thread(target=self._spool_loop, name="dg-sdk-spool", daemon=True)
+        self._sender = threading.Thread(target=self._send_loop, name="dg-sdk-sender", daemon=True)
+        self._spooler.start()
+        self._sender.start()
+        atexit.register(self.close)
+
+    # -- the agent's side ---------------------------------------------------
+    def put(self, tenant: str | None, envelope: EventEnvelope) -> None:
+        """Hand an envelope over; returns at once (see the module docstring)."""
+        if self._closed:
+            raise RuntimeError("The client is closed")
+        self._queue.put((tenant, envelope))
+
+    def wait_spooled(self, timeout: float | None = None) -> bool:
+        """True once everything put before this call is committed to the spool."""
+        return self._wait(_Marker(deliver=False), timeout)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """True once everything put before this call is stored by the server
+        (or refused for good); False if ``timeout`` seconds pass first."""
+        return self._wait(_Marker(deliver=True), timeout)
+
+    def _wait(self, marker: _Marker, timeout: float | None) -> bool:
+        if self._closed:
+            return self._spool_is_empty() if marker.deliver else True
+        self._queue.put(marker)
+        return marker.done.wait(timeout)
+
+    def _spool_is_empty(self) -> bool:
+        return self._spool.pending() == 0
+
+    def pending(self) -> int:
+        """Events not yet stored by the server (queued or spooled)."""
+        return self._queue.qsize() + self._spool.pending()
+
+    def close(self) -> None:
+        """Deliver for up to ``close_timeout`` seconds, then spool the rest and stop."""
+        if self._closed:
+            return
+        atexit.unregister(self.close)
+        self.flush(self._close_timeout)
+        self._closed = True
+        self._queue.put(_STOP)
+        self._spooler.join()  # everything queued is now in the spool
+        self._stopping.set()
+        self._wake.set()
+        self._sender.join(self._close_timeout + 30)
+        self._spool.close()
+
+    # -- the spool thread -------------------------------------------------------
+    def _spool_loop(self) -> None:
+        while True:
+            items = [self._queue.get()]
+            while len(items) < self._spool_batch:
+                try:
+                    items.append(self._queue.get_nowait())
+                except Empty:
+                    break
+            if self._spool_items(items):
+                return
+
+    def _spool_items(self, items: list[object]) -> bool:
+        """Commit ``items``' envelopes; place markers; True at the stop sentinel."""
+        rows: list[tuple[str | None, str]] = []
+        # (index into rows before which the marker sits, marker)
+        markers: list[tuple[int, _Marker]] = []
+        stop = False
+        for item in items:
+            if item is _STOP:
+                stop = True
+            elif isinstance(item, _Marker):
+                markers.append((len(rows), item))
+            else:
+                tenant: str | None
+                envelope: EventEnvelope
+                tenant, envelope = item  # type: ignore[misc]  # what put() queues
+                try:
+                    body = json.dumps(
+                        envelope.to_dict(),
+                        ensure_ascii=False,
+                        separators=(",", ":"),
+                        allow_nan=False,
+                    )
+                except (TypeError, ValueError) as exc:
+                    message = (
+                        f"{envelope.event_type} {envelope.trace_id}#{envelope.trace_seq}: {exc}"
+                    )
+                    self._spool.record_rejected(tenant, repr(envelope), message)
+                    self.delivery_errors.append(message)
+                    continue
+                rows.append((tenant, body))
+        ids: list[int] = []
+        if rows:
+            ids = self._write(rows)
+            self._last_spooled = ids[-1]
+            self._wake.set()
+        first_before = self._last_spooled if not ids else ids[0] - 1
+        for position, marker in markers:
+            marker.target = ids[position - 1] if position else first_before
+            if marker.deliver:
+                with self._waiters_lock:
+                    self._waiters.append(marker)
+                self._wake.set()
+            else:
+                marker.done.set()
+        return stop
+
+    def _write(self, rows: list[tuple[str | None, str]]) -> list[int]:
+        attempt = 0
+        while True:  # a full or locked disk: hold the events in memory and retry
+            attempt += 1
+            try:
+                return self._spool.write(rows)
+            except Exception as exc:  # sqlite3.Error, OSError
+                log.warning("spool write failed (attempt %d): %s", attempt, exc)
+                if attempt == 1:
+                    self.delivery_errors.append(f"spool write failed: {exc}")
+                threading.Event().wait(self._retry.delay(min(attempt, 8)))
+
+    # -- the sender thread -------------------------------------------------------
+    def _send_loop(self) -> None:
+        attempt = 0
+        while True:
+            self._wake.clear()
+            with self._waiters_lock:
+                waiting = list(self._waiters)
+            rows = self._spool.peek(self._max_batch)
+            self._release(waiting, rows[0][0] if rows else None)
+            if self._stopping.is_set():
+                return  # closing: whatever is left stays spooled for the next client
+            if not rows:
+                self._wake.wait(self._flush_interval)
+                continue
+            delay = self._send(rows)
+            if delay is None:
+                attempt = 0
+                continue
+            attempt += 1
+            pause = delay if delay > 0 else self._retry.delay(min(attempt, 10))
+            self._stopping.wait(pause)
+
+    def _release(self, waiting: list[_Marker], oldest: int | None) -> None:
+        done = [m for m in waiting if oldest is None or m.target < oldest]
+        if not done:
+            return
+        with self._waiters_lock:
+            for marker in done:
+                self._waiters.remove(marker)
+        for marker in done:
+            marker.done.set()
+
+    def _send(self, rows: list[SpoolRow]) -> float | None:
+        """Deliver ``rows``; None when done with them, else seconds to wait (0: backoff)."""
+        tenant = rows[0][1]
+        try:
+            self._deliver(tenant, [body for _, _, body in rows])
+        except httpx.TransportError as exc:
+            log.info("server unreachable, %d events wait in the spool: %s", len(rows), exc)
+            return 0.0
+        except DecisionGraphError as exc:
+            if exc.status is None or exc.status in _HOLD_STATUSES:
+                if exc.status not in RETRYABLE_STATUSES:
+                    self.delivery_errors.append(f"delivery stalled: {exc}")
+                    return self._retry.cap
+                return 0.0
+            if len(rows) > 1:
+                return self._send_one_by_one(rows)
+            self._spool.reject([rows[0][0]], f"{exc.code}: {exc}")
+            self.delivery_errors.append(f"{exc.code}: {exc}")
+            return None
+        self._spool.remove_through(rows[-1][0])
+        return None
+
+    def _send_one_by_one(self, rows: list[SpoolRow]) -> float | None:
+        """A batch was refused: isolate the bad events, deliver the others in order."""
+        for row in rows:
+            delay = self._send([row])
+            if delay is not None:
+                return delay  # stalled part-way: the rest stay spooled, in order
+        return None
