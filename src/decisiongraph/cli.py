@@ -481,11 +481,18 @@ def serve(
         bool | None,
         typer.Option("--workers/--no-workers", help="Projection workers in this process"),
     ] = None,
+    processes: Annotated[
+        int,
+        typer.Option("--processes", help="API processes on this port (PostgreSQL only)"),
+    ] = 1,
 ) -> None:
     """Serve the HTTP API (SQLite: workers in-process; PostgreSQL: run `worker`)."""
     from decisiongraph.service.server import run_server
 
-    run_server(db, host, port, workers=workers)
+    try:
+        run_server(db, host, port, workers=workers, processes=processes)
+    except DecisionGraphError as exc:
+        _fail(f"Error: {exc}")
 
 
 @accounts_app.command("create")
