@@ -1,6 +1,7 @@
 """The HTTP service under load, over loopback.
 
     .venv/bin/python bench/service_load.py [--db sqlite|postgres] [--clients 4] [--events 20000]
+        [--processes N]  # PostgreSQL: N API processes (serve --processes)
 
 1. Ingestion: several concurrent clients POSTing batches of 100 events.
 2. Read latency under load: trace reads and precedent searches (p50/p99)
@@ -29,10 +30,13 @@ from decisiongraph.runtime.process import open_runtime_store
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def serve(db: str, port: int) -> tuple[subprocess.Popen[bytes], list[subprocess.Popen[bytes]]]:
+def serve(
+    db: str, port: int, processes: int = 1
+) -> tuple[subprocess.Popen[bytes], list[subprocess.Popen[bytes]]]:
     extra = []
     server = subprocess.Popen(
-        [sys.executable, "-m", "decisiongraph", "serve", "--db", db, "--port", str(port)],
+        [sys.executable, "-m", "decisiongraph", "serve", "--db", db, "--port", str(port)]
+        + (["--processes", str(processes)] if processes > 1 else []),
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -59,12 +63,12 @@ def serve(db: str, port: int) -> tuple[subprocess.Popen[bytes], list[subprocess.
         time.sleep(0.1)
 
 
-def run(db: str, clients: int, events: int) -> None:
+def run(db: str, clients: int, events: int, processes: int = 1) -> None:
     store = open_runtime_store(db)
     _, key = store.create_account("bench", ["default"], ["events:write", "events:read"])
     store.close()
     port = 18000 + int(time.time()) % 1000
-    server, extra = serve(db, port)
+    server, extra = serve(db, port, processes)
     url = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {key}"}
     try:
@@ -193,10 +197,11 @@ def main() -> None:
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--processes", type=int, default=1, help="API processes (PostgreSQL)")
     args = parser.parse_args()
     if args.db == "postgres":
         with scratch_postgres() as url:
-            run(url, args.clients, args.events)
+            run(url, args.clients, args.events, args.processes)
     else:
         with tempfile.TemporaryDirectory() as folder:
             run(str(Path(folder) / "http.db"), args.clients, args.events)

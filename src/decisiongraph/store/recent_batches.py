@@ -21,7 +21,7 @@ from decisiongraph.core.envelope import StoredEvent
 Batch = tuple[list[StoredEvent], frozenset[int]]  # events, log_seqs with bad hashes
 
 TTL_SECONDS = 1.0
-MAX_ENTRIES = 8
+MAX_ENTRIES = 2  # workers of a tenant stand together; batches are large
 
 
 class RecentBatches:

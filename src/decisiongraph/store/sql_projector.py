@@ -146,7 +146,10 @@ class SqlProjector(SqlProjectionReads):
                 low = min(cursors.values())
                 if until_log_seq is not None and low >= until_log_seq:
                     return applied
-                consumers = frozenset(f"{t.cursor}:{name}" for name in names)
+                # Sharing helps only when other projections will read the same.
+                consumers = frozenset(
+                    f"{t.cursor}:{name}" for name in names if len(names) < len(PROJECTION_NAMES)
+                )
                 events, bad = self._fetch_after(
                     cur, tenant_id, low, batch_size, until_log_seq, consumers
                 )
