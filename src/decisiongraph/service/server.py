@@ -2,16 +2,38 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
+import socket
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from decisiongraph.core.errors import InvalidArgumentError
 from decisiongraph.service.app import create_app
 from decisiongraph.service.settings import Settings
 from decisiongraph.store.postgres import is_postgres_url
+
+
+class NoDelayH11Protocol(H11Protocol):
+    """HTTP/1.1 with Nagle's algorithm off on every connection.
+
+    With several processes uvicorn hands each one a listening socket bound
+    without ``IPPROTO_TCP``, and asyncio then leaves ``TCP_NODELAY`` off on
+    the accepted sockets: every keep-alive response waits ~40 ms for the
+    client's delayed ACK (uvicorn issue #3149). Setting it here is harmless
+    where it was already set.
+    """
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().connection_made(transport)
 
 
 def app_from_environment() -> FastAPI:
@@ -53,6 +75,7 @@ def run_server(
             "decisiongraph.service.server:app_from_environment",
             factory=True,
             workers=processes,
+            http=NoDelayH11Protocol,
             host=host,
             port=port,
             log_level="warning",
