@@ -14,7 +14,7 @@ from tests.runtime.support import ROOT
 
 CONFORMANCE = ROOT / "tests" / "sdk" / "typing_conformance.py"
 
-DRIFTED = '''
+DRIFTED = """
 from typing import Any
 from decisiongraph import Client, DecisionGraphAPI
 
@@ -34,7 +34,7 @@ class Partial:
 
 def partial(p: Partial) -> DecisionGraphAPI:
     return p
-'''
+"""
 
 
 def mypy(*paths: str) -> subprocess.CompletedProcess[str]:

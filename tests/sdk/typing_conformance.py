@@ -16,8 +16,8 @@ from decisiongraph import (
     connect,
 )
 from decisiongraph.api_protocol import AsyncTraceHandle, TraceHandle
-from decisiongraph.core.helpers import TraceScope
 from decisiongraph.core.envelope import StoredEvent
+from decisiongraph.core.helpers import TraceScope
 from decisiongraph.sdk.async_client import AsyncTraceScope
 
 

@@ -420,7 +420,8 @@ class AsyncClient(EventHelpers[Awaitable[AppendResult]]):
             pause = min(pause * 2, 0.2)
 
     async def stream(self, after: int | None = None) -> AsyncIterator[StoredEvent]:
-        """Events as they are stored, after ``after`` (default: from now on);
+        """Events as they are stored, after ``after`` (default: from the first
+        ``anext``, when the generator connects);
         reconnects with Last-Event-ID, so nothing is missed or repeated."""
         last = after
         attempt = 0

@@ -421,7 +421,8 @@ class Client(EventHelpers[AppendResult]):
             pause = min(pause * 2, 0.2)
 
     def stream(self, after: int | None = None) -> Iterator[StoredEvent]:
-        """Events as they are stored, after ``after`` (default: from now on).
+        """Events as they are stored, after ``after`` (default: from the moment
+        the first event is asked for — a generator connects lazily).
 
         Runs forever: a dropped connection is reopened with Last-Event-ID
         (backing off while the server is away), so no event is missed or
