@@ -62,7 +62,7 @@ def main() -> None:
             time.sleep(0.1)
         try:
             client = Client(
-                url, key, buffered=True, spool_path=str(Path(folder) / "spool.db"), max_batch=500
+                url, key, buffered=True, spool_path=str(Path(folder) / "spool.db"), max_batch=1000
             )
             traces = [
                 client.start_trace(

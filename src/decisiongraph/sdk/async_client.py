@@ -38,6 +38,7 @@ from decisiongraph.sdk import calls
 from decisiongraph.sdk.batcher import Batcher, post_batch
 from decisiongraph.sdk.client import SseParser, batch_body, envelopes_of
 from decisiongraph.sdk.errors import RETRYABLE_STATUSES, error_from_response
+from decisiongraph.sdk.ids import new_uuid4
 from decisiongraph.sdk.results import AppendResult, SpooledEvent, appended_event, stored_event
 from decisiongraph.sdk.retry import RetryPolicy
 from decisiongraph.sdk.spool import Spool
@@ -68,6 +69,8 @@ class AsyncTraceScope(TraceScope[Awaitable[AppendResult]]):
 
 class AsyncClient(EventHelpers[Awaitable[AppendResult]]):
     """A DecisionGraph server for asyncio code (one event loop)."""
+
+    new_id = staticmethod(new_uuid4)  # no system call per id on the agent's thread
 
     def __init__(
         self,
@@ -111,6 +114,7 @@ class AsyncClient(EventHelpers[Awaitable[AppendResult]]):
             self._batcher = Batcher(
                 Spool(spool_path or ":memory:"),
                 post_batch(self._sender_http),
+                tenant,
                 retry=self._retry,
                 max_batch=max_batch,
                 flush_interval=flush_interval,
@@ -244,7 +248,7 @@ class AsyncClient(EventHelpers[Awaitable[AppendResult]]):
                 trace_seq = await self._trace_seq(trace_id, event_type)
                 envelope = envelope_at(trace_seq)
                 if self._batcher is not None:
-                    self._batcher.put(self.tenant, envelope)
+                    self._batcher.put(envelope)
                     return SpooledEvent(
                         envelope.event_id,
                         trace_id,

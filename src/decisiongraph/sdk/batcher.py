@@ -38,7 +38,7 @@ import atexit
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from queue import Empty, SimpleQueue
 
 import httpx
@@ -93,6 +93,7 @@ class Batcher:
         self,
         spool: Spool,
         deliver: Deliver,
+        tenant: str | None,
         *,
         retry: RetryPolicy,
         max_batch: int = 500,
@@ -104,6 +105,7 @@ class Batcher:
             raise ValueError("max_batch must be between 1 and 1000 (the server's limit)")
         self._spool = spool
         self._deliver = deliver
+        self._tenant = tenant  # of every event put (a client serves one tenant)
         self._retry = retry
         self._max_batch = max_batch
         self._flush_interval = flush_interval
@@ -126,11 +128,11 @@ class Batcher:
         atexit.register(self.close)
 
     # -- the agent's side ---------------------------------------------------
-    def put(self, tenant: str | None, envelope: EventEnvelope) -> None:
+    def put(self, envelope: EventEnvelope) -> None:
         """Hand an envelope over; returns at once (see the module docstring)."""
         if self._closed:
             raise RuntimeError("The client is closed")
-        self._queue.put((tenant, envelope))
+        self._queue.put(envelope)
 
     def wait_spooled(self, timeout: float | None = None) -> bool:
         """True once everything put before this call is committed to the spool."""
@@ -181,38 +183,40 @@ class Batcher:
                 return
 
     def _spool_items(self, items: list[object]) -> bool:
-        """Commit ``items``' envelopes; place markers; True at the stop sentinel."""
-        rows: list[tuple[str | None, str]] = []
-        # (index into rows before which the marker sits, marker)
+        """Commit ``items``' envelopes; place markers; True at the stop sentinel.
+
+        Each envelope is serialized just before its INSERT (which releases
+        the GIL), never all of them up front: the agent's thread is never
+        kept waiting for more than one envelope's encoding.
+        """
+        # (rows written before the marker, marker)
         markers: list[tuple[int, _Marker]] = []
+        refused: list[tuple[str, str]] = []
         stop = False
-        for item in items:
-            if item is _STOP:
-                stop = True
-            elif isinstance(item, _Marker):
-                markers.append((len(rows), item))
-            else:
-                tenant: str | None
-                envelope: EventEnvelope
-                tenant, envelope = item  # type: ignore[misc]  # what put() queues
-                try:
-                    body = json.dumps(
-                        envelope.to_dict(),
-                        ensure_ascii=False,
-                        separators=(",", ":"),
-                        allow_nan=False,
-                    )
-                except (TypeError, ValueError) as exc:
-                    message = (
-                        f"{envelope.event_type} {envelope.trace_id}#{envelope.trace_seq}: {exc}"
-                    )
-                    self._spool.record_rejected(tenant, repr(envelope), message)
-                    self.delivery_errors.append(message)
-                    continue
-                rows.append((tenant, body))
-        ids: list[int] = []
-        if rows:
-            ids = self._write(rows)
+        written: list[tuple[str | None, str]] = []
+
+        def rows() -> Iterator[tuple[str | None, str]]:
+            nonlocal stop
+            for item in items:
+                if item is _STOP:
+                    stop = True
+                elif isinstance(item, _Marker):
+                    markers.append((len(written), item))
+                elif isinstance(item, EventEnvelope):
+                    try:
+                        body = _dumps(item.to_dict())
+                    except (TypeError, ValueError) as exc:
+                        where = f"{item.event_type} {item.trace_id}#{item.trace_seq}"
+                        refused.append((repr(item), f"{where}: {exc}"))
+                        continue
+                    written.append((self._tenant, body))
+                    yield written[-1]
+
+        ids = self._write(rows(), written)
+        for body, message in refused:
+            self._spool.record_rejected(self._tenant, body, message)
+            self.delivery_errors.append(message)
+        if ids:
             self._last_spooled = ids[-1]
             self._wake.set()
         first_before = self._last_spooled if not ids else ids[0] - 1
@@ -226,7 +230,10 @@ class Batcher:
                 marker.done.set()
         return stop
 
-    def _write(self, rows: list[tuple[str | None, str]]) -> list[int]:
+    def _write(
+        self, rows: Iterator[tuple[str | None, str]], written: list[tuple[str | None, str]]
+    ) -> list[int]:
+        """Commit ``rows`` (``written`` collects them as they are made)."""
         attempt = 0
         while True:  # a full or locked disk: hold the events in memory and retry
             attempt += 1
@@ -237,6 +244,9 @@ class Batcher:
                 if attempt == 1:
                     self.delivery_errors.append(f"spool write failed: {exc}")
                 threading.Event().wait(self._retry.delay(min(attempt, 8)))
+                for _ in rows:  # make every remaining row, then retry them all
+                    pass
+                rows = iter(list(written))
 
     # -- the sender thread -------------------------------------------------------
     def _send_loop(self) -> None:

@@ -39,6 +39,7 @@ from decisiongraph.runtime.health import ProjectionStatus
 from decisiongraph.sdk import calls
 from decisiongraph.sdk.batcher import Batcher, post_batch
 from decisiongraph.sdk.errors import RETRYABLE_STATUSES, error_from_response
+from decisiongraph.sdk.ids import new_uuid4
 from decisiongraph.sdk.results import AppendResult, SpooledEvent, appended_event, stored_event
 from decisiongraph.sdk.retry import RetryPolicy
 from decisiongraph.sdk.spool import Spool
@@ -98,6 +99,8 @@ class SseParser:
 class Client(EventHelpers[AppendResult]):
     """A DecisionGraph server, seen by one agent (thread-safe)."""
 
+    new_id = staticmethod(new_uuid4)  # no system call per id on the agent's thread
+
     def __init__(
         self,
         url: str,
@@ -137,6 +140,7 @@ class Client(EventHelpers[AppendResult]):
             self._batcher = Batcher(
                 Spool(spool_path or ":memory:"),
                 post_batch(self._sender_http),
+                tenant,
                 retry=self._retry,
                 max_batch=max_batch,
                 flush_interval=flush_interval,
@@ -257,6 +261,22 @@ class Client(EventHelpers[AppendResult]):
         ``payload`` after the call, it is serialized later, on the
         batcher's thread.
         """
+        stamp = occurred_at or format_timestamp(self._clock())
+        if self._batcher is not None:
+            return self._hand_over(
+                self._batcher,
+                trace_id,
+                event_type,
+                payload,
+                source,
+                actor,
+                stamp,
+                idempotency_key,
+                correlation_id,
+                causation_event_id,
+                schema_version,
+                tags,
+            )
         with self._trace_lock(trace_id):  # positions are used in the order handed out
             trace_seq = self._trace_seq(trace_id, event_type)
             envelope = self.build_envelope(
@@ -266,23 +286,13 @@ class Client(EventHelpers[AppendResult]):
                 payload,
                 source,
                 actor,
-                occurred_at or format_timestamp(self._clock()),
+                stamp,
                 idempotency_key,
                 correlation_id,
                 causation_event_id,
                 schema_version,
                 tags,
             )
-            if self._batcher is not None:
-                self._batcher.put(self.tenant, envelope)
-                return SpooledEvent(
-                    envelope.event_id,
-                    trace_id,
-                    trace_seq,
-                    event_type,
-                    envelope.idempotency_key,
-                    envelope.occurred_at,
-                )
             try:
                 return self.append_events([envelope])[0]
             except DecisionGraphError:
@@ -290,6 +300,61 @@ class Client(EventHelpers[AppendResult]):
                     if self._next_seq.get(trace_id) == trace_seq + 1:
                         self._next_seq[trace_id] = trace_seq
                 raise
+
+    def _hand_over(
+        self,
+        batcher: Batcher,
+        trace_id: str,
+        event_type: str,
+        payload: dict[str, Any],
+        source: SourceLike,
+        actor: ActorLike,
+        occurred_at: str,
+        idempotency_key: str | None,
+        correlation_id: str | None,
+        causation_event_id: str | None,
+        schema_version: int,
+        tags: Sequence[str] | None,
+    ) -> SpooledEvent:
+        """The buffered append: a position, an envelope, a queue hand-off.
+
+        Position and hand-off happen under one lock, so the queue holds each
+        trace's events in trace_seq order whatever the threads do. Only an
+        unknown trace (not started by this client) costs a server call.
+        """
+        server_next: int | None = None
+        if event_type != TRACE_STARTED:
+            with self._seq_lock:
+                unknown = trace_id not in self._next_seq
+            if unknown:
+                server_next = self._server_next_seq(trace_id)
+        with self._seq_lock:
+            known = self._next_seq.get(trace_id)
+            trace_seq = max(known or 0, server_next or 0)
+            envelope = self.build_envelope(
+                trace_id,
+                trace_seq,
+                event_type,
+                payload,
+                source,
+                actor,
+                occurred_at,
+                idempotency_key,
+                correlation_id,
+                causation_event_id,
+                schema_version,
+                tags,
+            )
+            batcher.put(envelope)
+            self._next_seq[trace_id] = trace_seq + 1
+        return SpooledEvent(
+            envelope.event_id,
+            trace_id,
+            trace_seq,
+            event_type,
+            envelope.idempotency_key,
+            occurred_at,
+        )
 
     # -- buffered delivery -------------------------------------------------------
     def flush(self, timeout: float | None = None, *, raise_on_timeout: bool = True) -> bool:

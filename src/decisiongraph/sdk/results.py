@@ -10,8 +10,7 @@ any storage or server code.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from decisiongraph.core.envelope import EventEnvelope, StoredEvent
 from decisiongraph.core.refs import ActorRef, SourceRef
@@ -24,13 +23,14 @@ from decisiongraph.query.traces import TraceSummary
 from decisiongraph.runtime.health import ProjectionStatus
 
 
-@dataclass(frozen=True, slots=True)
-class SpooledEvent:
+class SpooledEvent(NamedTuple):
     """A buffered append's receipt: the event is queued for delivery, not yet stored.
 
     It carries what the client decided (the event id, the trace position and
     the idempotency key); the store assigns ``log_seq`` and the hashes when
     the background sender delivers it. ``Client.flush()`` waits for that.
+    (A named tuple: the cheapest immutable record to make on the agent's
+    thread.)
     """
 
     event_id: str

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 #: (row id, tenant, envelope JSON)
@@ -34,8 +35,11 @@ class Spool:
             "spool_id INTEGER, tenant TEXT, body TEXT NOT NULL, error TEXT NOT NULL)"
         )
 
-    def write(self, rows: list[tuple[str | None, str]]) -> list[int]:
-        """Append ``(tenant, body)`` rows in one transaction; their ids, in order."""
+    def write(self, rows: Iterable[tuple[str | None, str]]) -> list[int]:
+        """Append ``(tenant, body)`` rows in one transaction; their ids, in order.
+
+        ``rows`` may be a generator: it is consumed inside the transaction.
+        """
         ids: list[int] = []
         with self._lock:
             cur = self._conn.cursor()
