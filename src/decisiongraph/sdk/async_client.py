@@ -82,7 +82,7 @@ class AsyncClient(EventHelpers[Awaitable[AppendResult]]):
         retry: RetryPolicy | None = None,
         buffered: bool = False,
         spool_path: str | None = None,
-        max_batch: int = 500,
+        max_batch: int = 1000,
         flush_interval: float = 0.2,
         close_timeout: float = 5.0,
         clock: Clock = system_clock,

@@ -96,7 +96,7 @@ class Batcher:
         tenant: str | None,
         *,
         retry: RetryPolicy,
-        max_batch: int = 500,
+        max_batch: int = 1000,
         flush_interval: float = 0.2,
         close_timeout: float = 5.0,
         spool_batch: int = 2000,
