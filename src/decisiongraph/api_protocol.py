@@ -15,7 +15,7 @@ awaitables, satisfied by ``AsyncClient``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Protocol, Self
 
@@ -25,7 +25,7 @@ from decisiongraph.projections.digests import Digests
 from decisiongraph.query.graph import EdgePage, GraphEdgeCursor, GraphFilter, Subgraph
 from decisiongraph.query.health import ProjectionHealth
 from decisiongraph.query.precedents import PrecedentHit
-from decisiongraph.query.traces import TraceSummary
+from decisiongraph.query.traces import TracePage, TraceSummary
 from decisiongraph.runtime.health import ProjectionStatus
 from decisiongraph.sdk.results import AppendResult, SpooledEvent
 
@@ -308,6 +308,27 @@ class DecisionGraphAPI(Protocol):
 
     def get_trace_summary(self, trace_id: str) -> TraceSummary: ...
 
+    def list_traces(
+        self,
+        workflow: str | None = None,
+        outcome: str | None = None,
+        entity_type: str | None = None,
+        entity_id: str | None = None,
+        since: int | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> TracePage: ...
+
+    def iter_traces(
+        self,
+        workflow: str | None = None,
+        outcome: str | None = None,
+        entity_type: str | None = None,
+        entity_id: str | None = None,
+        since: int | None = None,
+        page_size: int = 100,
+    ) -> Iterator[TraceSummary]: ...
+
     def get_context_subgraph(
         self,
         node_type: str,
@@ -514,6 +535,27 @@ class AsyncDecisionGraphAPI(Protocol):
     ) -> Awaitable[list[StoredEvent]]: ...
 
     def get_trace_summary(self, trace_id: str) -> Awaitable[TraceSummary]: ...
+
+    def list_traces(
+        self,
+        workflow: str | None = None,
+        outcome: str | None = None,
+        entity_type: str | None = None,
+        entity_id: str | None = None,
+        since: int | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> Awaitable[TracePage]: ...
+
+    def iter_traces(
+        self,
+        workflow: str | None = None,
+        outcome: str | None = None,
+        entity_type: str | None = None,
+        entity_id: str | None = None,
+        since: int | None = None,
+        page_size: int = 100,
+    ) -> AsyncIterator[TraceSummary]: ...
 
     def get_context_subgraph(
         self,

@@ -7,7 +7,7 @@ current after every append so reads never see their own writes missing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -34,7 +34,14 @@ from decisiongraph.query.graph import (
 )
 from decisiongraph.query.health import ProjectionHealth, get_projection_health
 from decisiongraph.query.precedents import PrecedentHit, PrecedentQuery, find_precedents
-from decisiongraph.query.traces import TraceSummary, get_trace_summary
+from decisiongraph.query.traces import (
+    TraceFilter,
+    TracePage,
+    TraceSummary,
+    get_trace_summary,
+    iter_traces,
+    list_traces,
+)
 from decisiongraph.runtime.health import ProjectionStatus, projection_statuses
 from decisiongraph.runtime.supervisor import Supervisor, SupervisorConfig
 from decisiongraph.runtime.wait import wait_for_position
@@ -204,6 +211,33 @@ class DecisionGraph(EventHelpers[StoredEvent]):
 
     def get_trace_summary(self, trace_id: str) -> TraceSummary:
         return get_trace_summary(self._store, self._tenant, trace_id)
+
+    def list_traces(
+        self,
+        workflow: str | None = None,
+        outcome: str | None = None,
+        entity_type: str | None = None,
+        entity_id: str | None = None,
+        since: int | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> TracePage:
+        """One page of trace summaries, most recently changed first."""
+        filters = TraceFilter(workflow, outcome, entity_type, entity_id, since)
+        return list_traces(self._store, self._tenant, filters, cursor, limit)
+
+    def iter_traces(
+        self,
+        workflow: str | None = None,
+        outcome: str | None = None,
+        entity_type: str | None = None,
+        entity_id: str | None = None,
+        since: int | None = None,
+        page_size: int = 100,
+    ) -> Iterator[TraceSummary]:
+        """Every matching trace, following the pages."""
+        filters = TraceFilter(workflow, outcome, entity_type, entity_id, since)
+        return iter_traces(self._store, self._tenant, filters, page_size)
 
     def get_context_subgraph(
         self,

@@ -632,3 +632,23 @@ def test_queries_are_per_tenant(store: EventStore) -> None:
     assert all(e.trace_id == "t1" for e in a.list_node_edges("entity:account:acme").edges)
     assert len(b.list_node_edges("entity:account:acme").edges) == 3
     assert a.get_projection_health().event_count == 3
+
+
+def test_trace_list_pages_filters_and_bad_input(store: EventStore) -> None:
+    dg = DecisionGraph(store=store, tenant=T)
+    for index in range(5):
+        dg.append_events(full_trace(f"t{index}"))
+    every = list(dg.iter_traces(page_size=2))
+    # Most recently changed first; each trace exactly once across the pages.
+    assert [t.trace_id for t in every] == ["t4", "t3", "t2", "t1", "t0"]
+    first = dg.list_traces(limit=2)
+    assert [t.trace_id for t in first.traces] == ["t4", "t3"] and first.next_cursor
+    rest = dg.list_traces(limit=10, cursor=first.next_cursor)
+    assert [t.trace_id for t in rest.traces] == ["t2", "t1", "t0"] and rest.next_cursor is None
+    changed = dg.list_traces(since=every[2].last_log_seq)
+    assert [t.trace_id for t in changed.traces] == ["t4", "t3"]
+    assert dg.list_traces(workflow="no-such-workflow").traces == []
+    assert code_of(lambda: dg.list_traces(cursor="%%%")) == "DG_ERR_INVALID_ARGUMENT"
+    assert code_of(lambda: dg.list_traces(limit=0)) == "DG_ERR_INVALID_ARGUMENT"
+    assert code_of(lambda: dg.list_traces(limit=1001)) == "DG_ERR_INVALID_ARGUMENT"
+    assert code_of(lambda: dg.list_traces(since=-1)) == "DG_ERR_INVALID_ARGUMENT"

@@ -109,6 +109,7 @@ def investigate(dg: DecisionGraphAPI, trace_ids: list[str]) -> dict[str, Any]:
         lambda: dg.get_trace_summary("no-such-trace"),
         lambda: dg.get_trace_events("no-such-trace"),
         lambda: dg.find_precedents(policy_version="3"),  # a version needs its policy
+        lambda: dg.list_traces(cursor="not-a-cursor"),
     ):
         with pytest.raises(DecisionGraphError) as caught:
             failing()
@@ -129,6 +130,9 @@ def investigate(dg: DecisionGraphAPI, trace_ids: list[str]) -> dict[str, Any]:
             "trace", first, 3, GraphFilter(max_nodes=3, max_edges=2)
         ),
         "edge_pages": pages,
+        "traces": list(dg.iter_traces(page_size=2)),
+        "trace_page": dg.list_traces(limit=1),
+        "failed_traces": dg.list_traces(outcome="failure"),
         "precedents": dg.find_precedents(policy_id="discount_cap"),
         "acme": dg.find_precedents(entity_type="account", entity_id="acme", limit=1),
         "health": dg.get_projection_health(include_digests=True),

@@ -1,11 +1,14 @@
-"""Trace summary reads (spec 10.2)."""
+"""Trace summary reads (spec 10.2) and the trace list (an addition)."""
 
 from __future__ import annotations
 
+import base64
+import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-from decisiongraph.core.errors import NotFoundError
-from decisiongraph.projections.rows import TRACE_SUMMARY
+from decisiongraph.core.errors import InvalidArgumentError, NotFoundError
+from decisiongraph.projections.rows import TRACE_SUMMARY, TraceSummaryRow
 from decisiongraph.query.limits import ensure_current
 from decisiongraph.store.protocol import EventStore
 
@@ -29,6 +32,10 @@ def get_trace_summary(store: EventStore, tenant_id: str, trace_id: str) -> Trace
     row = store.get_summary(tenant_id, trace_id)
     if row is None:
         raise NotFoundError(f"Trace '{trace_id}' has no summary", details={"trace_id": trace_id})
+    return summary_of(row)
+
+
+def summary_of(row: TraceSummaryRow) -> TraceSummary:
     return TraceSummary(
         trace_id=row.trace_id,
         workflow=row.workflow,
@@ -41,3 +48,92 @@ def get_trace_summary(store: EventStore, tenant_id: str, trace_id: str) -> Trace
         event_count=row.event_count,
         last_log_seq=row.last_log_seq,
     )
+
+
+MAX_TRACE_PAGE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class TraceFilter:
+    """Which traces a list returns; ``since`` keeps those changed after a log_seq."""
+
+    workflow: str | None = None
+    outcome: str | None = None
+    entity_type: str | None = None
+    entity_id: str | None = None
+    since: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TracePage:
+    """One page of traces, most recently changed first; pass ``next_cursor``
+    back for the next page (None on the last)."""
+
+    traces: list[TraceSummary]
+    next_cursor: str | None
+
+
+def encode_cursor(last_log_seq: int, trace_id: str) -> str:
+    raw = json.dumps([last_log_seq, trace_id]).encode("utf-8")
+    return base64.urlsafe_b64encode(raw).decode("ascii")
+
+
+def decode_cursor(cursor: str) -> tuple[int, str]:
+    try:
+        seq, trace_id = json.loads(base64.urlsafe_b64decode(cursor.encode("ascii")))
+    except (ValueError, TypeError, UnicodeError) as exc:
+        raise InvalidArgumentError("Malformed cursor", details={"cursor": cursor}) from exc
+    if isinstance(seq, bool) or not isinstance(seq, int) or not isinstance(trace_id, str):
+        raise InvalidArgumentError("Malformed cursor", details={"cursor": cursor})
+    return seq, trace_id
+
+
+def list_traces(
+    store: EventStore,
+    tenant_id: str,
+    filters: TraceFilter | None = None,
+    cursor: str | None = None,
+    limit: int = 100,
+) -> TracePage:
+    """A keyset page of trace summaries (last_log_seq DESC, trace_id ASC).
+
+    Like every list of a live log it may shift while paged; keyset cursors
+    never repeat or skip a trace that did not change meanwhile.
+    """
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_TRACE_PAGE:
+        raise InvalidArgumentError(f"limit must be between 1 and {MAX_TRACE_PAGE}")
+    wanted = filters or TraceFilter()
+    if wanted.since is not None and (isinstance(wanted.since, bool) or wanted.since < 0):
+        raise InvalidArgumentError("since must be a log_seq >= 0")
+    after = decode_cursor(cursor) if cursor else None
+    rows = store.list_summaries(
+        tenant_id,
+        workflow=wanted.workflow,
+        outcome=wanted.outcome,
+        entity_type=wanted.entity_type,
+        entity_id=wanted.entity_id,
+        since_log_seq=wanted.since,
+        after=after,
+        limit=limit + 1,
+    )
+    page = rows[:limit]
+    next_cursor = None
+    if len(rows) > limit:
+        next_cursor = encode_cursor(page[-1].last_log_seq, page[-1].trace_id)
+    return TracePage([summary_of(row) for row in page], next_cursor)
+
+
+def iter_traces(
+    store: EventStore,
+    tenant_id: str,
+    filters: TraceFilter | None = None,
+    page_size: int = 100,
+) -> Iterator[TraceSummary]:
+    """Every matching trace, following the pages."""
+    cursor = None
+    while True:
+        page = list_traces(store, tenant_id, filters, cursor, page_size)
+        yield from page.traces
+        cursor = page.next_cursor
+        if cursor is None:
+            return

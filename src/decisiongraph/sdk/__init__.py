@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from decisiongraph.query.traces import TracePage
 from decisiongraph.sdk.async_client import AsyncClient
-from decisiongraph.sdk.calls import TracePage
 from decisiongraph.sdk.client import Client
 from decisiongraph.sdk.results import AppendResult, SpooledEvent
 from decisiongraph.sdk.retry import RetryPolicy

@@ -17,7 +17,7 @@ from decisiongraph.projections.digests import Digests
 from decisiongraph.query.graph import EdgePage, GraphEdgeCursor, GraphFilter, Subgraph
 from decisiongraph.query.health import ProjectionHealth
 from decisiongraph.query.precedents import PrecedentHit
-from decisiongraph.query.traces import TraceSummary
+from decisiongraph.query.traces import TracePage, TraceSummary
 from decisiongraph.runtime.health import ProjectionStatus
 from decisiongraph.sdk import results
 
@@ -29,14 +29,6 @@ class Call(Generic[T]):
     path: str
     params: Mapping[str, Any]
     decode: Callable[[Any], T]
-
-
-@dataclass(frozen=True, slots=True)
-class TracePage:
-    """One page of ``GET /traces``; pass ``next_cursor`` back for the next."""
-
-    traces: list[TraceSummary]
-    next_cursor: str | None
 
 
 def _quoted(segment: str) -> str:

@@ -34,7 +34,7 @@ from decisiongraph.projections.rows import PROJECTION_NAMES
 from decisiongraph.query.graph import EdgePage, GraphEdgeCursor, GraphFilter, Subgraph
 from decisiongraph.query.health import ProjectionHealth
 from decisiongraph.query.precedents import PrecedentHit
-from decisiongraph.query.traces import TraceSummary
+from decisiongraph.query.traces import TracePage, TraceSummary
 from decisiongraph.runtime.health import ProjectionStatus
 from decisiongraph.sdk import calls
 from decisiongraph.sdk.batcher import Batcher, post_batch
@@ -398,7 +398,7 @@ class Client(EventHelpers[AppendResult]):
         since: int | None = None,
         cursor: str | None = None,
         limit: int = 100,
-    ) -> calls.TracePage:
+    ) -> TracePage:
         """One page of trace summaries (most recently changed last)."""
         return self._get(
             calls.list_traces(workflow, outcome, entity_type, entity_id, since, cursor, limit)

@@ -6,8 +6,6 @@ also a typed confirmation; each is written to the audit log.
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -15,25 +13,12 @@ from fastapi import FastAPI, Query, Request
 
 from decisiongraph.core.errors import InvalidArgumentError
 from decisiongraph.projections.rows import PROJECTION_NAMES
+from decisiongraph.query.traces import TraceFilter
+from decisiongraph.query.traces import list_traces as list_trace_page
 from decisiongraph.runtime.rebuild import rebuild_online, replay_digests
 from decisiongraph.service import models as m
 
 Caller = Callable[[Request, str, Callable[[Any, str], Any]], Awaitable[Any]]
-
-
-def encode_cursor(last_log_seq: int, trace_id: str) -> str:
-    raw = json.dumps([last_log_seq, trace_id]).encode("utf-8")
-    return base64.urlsafe_b64encode(raw).decode("ascii")
-
-
-def decode_cursor(cursor: str) -> tuple[int, str]:
-    try:
-        seq, trace_id = json.loads(base64.urlsafe_b64decode(cursor.encode("ascii")))
-    except (ValueError, TypeError, UnicodeError) as exc:
-        raise InvalidArgumentError("Malformed cursor") from exc
-    if not isinstance(seq, int) or not isinstance(trace_id, str):
-        raise InvalidArgumentError("Malformed cursor")
-    return seq, trace_id
 
 
 def register(app: FastAPI, call: Caller) -> None:
@@ -50,42 +35,14 @@ def register(app: FastAPI, call: Caller) -> None:
         cursor: str | None = None,
         limit: int = Query(default=100, ge=1, le=1000),
     ) -> m.TraceListResponse:
-        after = decode_cursor(cursor) if cursor else None
-
-        def work(store: Any, tenant: str) -> list[Any]:
-            rows: list[Any] = store.list_summaries(
-                tenant,
-                workflow=workflow,
-                outcome=outcome,
-                entity_type=entity_type,
-                entity_id=entity_id,
-                since_log_seq=since,
-                after=after,
-                limit=limit + 1,
-            )
-            return rows
-
-        rows = await call(request, "events:read", work)
-        page = rows[:limit]
-        next_cursor = None
-        if len(rows) > limit:
-            next_cursor = encode_cursor(page[-1].last_log_seq, page[-1].trace_id)
-        traces = [
-            m.TraceSummaryOut(
-                trace_id=r.trace_id,
-                workflow=r.workflow,
-                title=r.title,
-                primary_entity_type=r.primary_entity_type or "",
-                primary_entity_id=r.primary_entity_id or "",
-                started_at=r.started_at,
-                finished_at=r.finished_at,
-                outcome=r.outcome,
-                event_count=r.event_count,
-                last_log_seq=r.last_log_seq,
-            )
-            for r in page
-        ]
-        return m.TraceListResponse(traces=traces, next_cursor=next_cursor)
+        filters = TraceFilter(workflow, outcome, entity_type, entity_id, since)
+        page = await call(
+            request,
+            "events:read",
+            lambda store, tenant: list_trace_page(store, tenant, filters, cursor, limit),
+        )
+        traces = [m.TraceSummaryOut.model_validate(t, from_attributes=True) for t in page.traces]
+        return m.TraceListResponse(traces=traces, next_cursor=page.next_cursor)
 
     @app.get("/api/v1/projections/dead-letters", response_model=m.DeadLettersResponse)
     async def dead_letters(request: Request, status: str | None = None) -> m.DeadLettersResponse:

@@ -137,6 +137,18 @@ class EventStore(Protocol):
         limit: int,
     ) -> list[EdgeRow]: ...
 
+    def list_summaries(
+        self,
+        tenant_id: str,
+        *,
+        workflow: str | None = None,
+        outcome: str | None = None,
+        entity_type: str | None = None,
+        entity_id: str | None = None,
+        since_log_seq: int | None = None,
+        after: tuple[int, str] | None = None,
+        limit: int = 100,
+    ) -> list[TraceSummaryRow]: ...
     def get_summary(self, tenant_id: str, trace_id: str) -> TraceSummaryRow | None: ...
 
     def search_precedents(
