@@ -159,15 +159,27 @@ def test_spooled_events_outlive_the_agent_process(tmp_path: Path) -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=ROOT
     )
     assert "spooled" in done.stdout and done.returncode == -9
-    process = restart(server)
+    source = {"producer_id": "p", "system": "s"}
+    actor = {"actor_type": "agent", "actor_id": "x"}
+    later = Client(server.url, key, buffered=True, spool_path=spool)
+    process = None
     try:
-        with Client(server.url, key, buffered=True, spool_path=spool) as later:
-            assert later.flush(timeout=60)
-            events = later.get_trace_events("tr1")
-            assert [e.trace_seq for e in events] == list(range(31))
+        # The server is still down: the new process numbers the trace after
+        # what the killed one spooled, without asking the server.
+        origin = {"system": "s", "object_type": "o", "object_id": "late"}
+        receipt = later.observe_input("tr1", "late", origin, [], source, actor)
+        assert receipt.trace_seq == 31
+        assert later.finish_trace("tr1", "success", source, actor).trace_seq == 32
+        process = restart(server)
+        assert later.flush(timeout=60)
+        events = later.get_trace_events("tr1")
+        assert [e.trace_seq for e in events] == list(range(33))
+        assert events[-1].event_type == "TraceFinished"
     finally:
-        process.terminate()
-        process.wait(30)
+        later.close()
+        if process is not None:
+            process.terminate()
+            process.wait(30)
 
 
 def test_retries_on_429_and_503_with_a_real_server(tmp_path: Path) -> None:

@@ -120,6 +120,8 @@ class AsyncClient(EventHelpers[Awaitable[AppendResult]]):
                 flush_interval=flush_interval,
                 close_timeout=close_timeout,
             )
+            # Traces an earlier process left in the spool continue after it.
+            self._next_seq.update(self._batcher.spooled_positions())
 
     async def _request(
         self,

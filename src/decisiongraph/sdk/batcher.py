@@ -128,6 +128,10 @@ class Batcher:
         atexit.register(self.close)
 
     # -- the agent's side ---------------------------------------------------
+    def spooled_positions(self) -> dict[str, int]:
+        """Next trace_seq of the traces whose events wait in the spool."""
+        return self._spool.next_positions(self._tenant)
+
     def put(self, envelope: EventEnvelope) -> None:
         """Hand an envelope over; returns at once (see the module docstring)."""
         if self._closed:

@@ -146,6 +146,8 @@ class Client(EventHelpers[AppendResult]):
                 flush_interval=flush_interval,
                 close_timeout=close_timeout,
             )
+            # Traces an earlier process left in the spool continue after it.
+            self._next_seq.update(self._batcher.spooled_positions())
 
     # -- plumbing ------------------------------------------------------------
     def _request(

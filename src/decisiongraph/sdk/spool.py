@@ -61,6 +61,20 @@ class Spool:
             found = row.fetchone()
         return 0 if found is None else int(found[0])
 
+    def next_positions(self, tenant: str | None) -> dict[str, int]:
+        """Next trace_seq of each trace with events still waiting here.
+
+        A new agent process continuing a trace begun by an earlier one must
+        number after what that one spooled, which the server has not seen.
+        """
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT json_extract(body, '$.trace_id'), MAX(json_extract(body, '$.trace_seq')) "
+                "FROM spool WHERE tenant IS ? GROUP BY 1",
+                (tenant,),
+            ).fetchall()
+        return {str(trace): int(seq) + 1 for trace, seq in rows if trace is not None}
+
     def peek(self, limit: int) -> list[SpoolRow]:
         """The oldest rows, all of the first one's tenant (one request)."""
         with self._lock:
