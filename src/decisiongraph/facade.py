@@ -21,6 +21,7 @@ from decisiongraph.core.envelope import (
 )
 from decisiongraph.core.errors import DecisionGraphError, InvalidArgumentError
 from decisiongraph.core.helpers import ActorLike, EventHelpers, SourceLike
+from decisiongraph.core.operator_records import AuditEntry, DeadLetter
 from decisiongraph.projections.digests import Digests
 from decisiongraph.projections.rows import PROJECTION_NAMES
 from decisiongraph.query import events as event_queries
@@ -42,6 +43,7 @@ from decisiongraph.query.traces import (
     iter_traces,
     list_traces,
 )
+from decisiongraph.runtime import operations
 from decisiongraph.runtime.health import ProjectionStatus, projection_statuses
 from decisiongraph.runtime.supervisor import Supervisor, SupervisorConfig
 from decisiongraph.runtime.wait import wait_for_position
@@ -68,12 +70,14 @@ class DecisionGraph(EventHelpers[StoredEvent]):
         store: EventStore | None = None,
         workers: bool = False,
         worker_config: SupervisorConfig | None = None,
+        operator: str = "library",
     ) -> None:
         """Open ``target``; with ``workers`` also run the projection workers.
 
         Embedded (SQLite) workers share this facade's connection; on
         PostgreSQL each worker thread opens its own. Workers catch up
         whatever is pending at start, without waiting for new traffic.
+        ``operator`` names who takes operator actions in the audit log.
         """
         if not tenant:
             raise InvalidArgumentError("tenant must be a non-empty string")
@@ -82,6 +86,7 @@ class DecisionGraph(EventHelpers[StoredEvent]):
         self._tenant = tenant
         self._clock = clock
         self._project_on_append = project_on_append
+        self._operator = operator
         self._supervisor: Supervisor | None = None
         if workers:
             self._supervisor = self._start_workers(worker_config)
@@ -122,6 +127,7 @@ class DecisionGraph(EventHelpers[StoredEvent]):
             clock=self._clock,
             project_on_append=self._project_on_append,
             store=self._store,
+            operator=self._operator,
         )
 
     def close(self) -> None:
@@ -314,6 +320,54 @@ class DecisionGraph(EventHelpers[StoredEvent]):
     def projection_statuses(self) -> list[ProjectionStatus]:
         """Cursor, lag, status, owner and last error of each projection."""
         return projection_statuses(self._runtime_store(), self._tenant, clock=self._clock)
+
+    # -- operator actions (audited; the API's admin endpoints) ------------------
+    def dead_letters(self, status: str | None = None) -> list[DeadLetter]:
+        """Events a projection could not apply (``status``: open, retry, skipped, resolved)."""
+        return self._runtime_store().dead_letters(self._tenant, status=status)
+
+    def retry_dead_letter(self, letter_id: int, reason: str) -> DeadLetter:
+        """Let the projection try the event again, after a fix; audited."""
+        return operations.retry_dead_letter(
+            self._runtime_store(), self._tenant, letter_id, actor=self._operator, reason=reason
+        )
+
+    def skip_dead_letter(self, letter_id: int, reason: str, confirm: str) -> DeadLetter:
+        """Pass over the event for good; ``confirm`` must be ``"skip"``; audited."""
+        return operations.skip_dead_letter(
+            self._runtime_store(),
+            self._tenant,
+            letter_id,
+            actor=self._operator,
+            reason=reason,
+            confirm=confirm,
+        )
+
+    def replay(self, reason: str, to_log_seq: int | None = None) -> Digests:
+        """Digests as of ``to_log_seq`` (default: now) from a fresh replay beside
+        the live projections, which it leaves alone; audited."""
+        return operations.replay(
+            self._runtime_store(),
+            self._tenant,
+            actor=self._operator,
+            reason=reason,
+            to_log_seq=to_log_seq,
+        )
+
+    def rebuild_projection(self, projection: str, reason: str, confirm: str) -> int:
+        """Rebuild one projection online (reads go on); ``confirm`` repeats its name."""
+        return operations.rebuild(
+            self._runtime_store(),
+            self._tenant,
+            projection,
+            actor=self._operator,
+            reason=reason,
+            confirm=confirm,
+        )
+
+    def audit_log(self, limit: int = 100) -> list[AuditEntry]:
+        """The tenant's operator actions, newest first."""
+        return self._runtime_store().audit_log(self._tenant, limit)
 
     def verify(self) -> ChainProblem | None:
         """Recompute the tenant's hash chain; the first problem, or None."""

@@ -27,6 +27,7 @@ from decisiongraph.core.envelope import EventEnvelope, StoredEvent
 from decisiongraph.core.errors import DecisionGraphError, NotFoundError
 from decisiongraph.core.event_types import TRACE_STARTED
 from decisiongraph.core.helpers import ActorLike, EventHelpers, SourceLike, TraceScope
+from decisiongraph.core.operator_records import AuditEntry, DeadLetter
 from decisiongraph.projections.digests import Digests
 from decisiongraph.projections.rows import PROJECTION_NAMES
 from decisiongraph.query.graph import EdgePage, GraphEdgeCursor, GraphFilter, Subgraph
@@ -155,7 +156,9 @@ class AsyncClient(EventHelpers[Awaitable[AppendResult]]):
             raise error_from_response(response)
 
     async def _get(self, call: calls.Call[T]) -> T:
-        response = await self._request("GET", call.path, params=call.params)
+        response = await self._request(
+            call.method, call.path, content=call.body, params=call.params
+        )
         return call.decode(response.json())
 
     async def close(self) -> None:
@@ -407,6 +410,25 @@ class AsyncClient(EventHelpers[Awaitable[AppendResult]]):
 
     async def digests(self) -> Digests:
         return await self._get(calls.digests())
+
+    # -- operator actions (the admin scope) -------------------------------------------
+    async def dead_letters(self, status: str | None = None) -> list[DeadLetter]:
+        return await self._get(calls.dead_letters(status))
+
+    async def retry_dead_letter(self, letter_id: int, reason: str) -> DeadLetter:
+        return await self._get(calls.resolve_dead_letter(letter_id, "retry", reason, None))
+
+    async def skip_dead_letter(self, letter_id: int, reason: str, confirm: str) -> DeadLetter:
+        return await self._get(calls.resolve_dead_letter(letter_id, "skip", reason, confirm))
+
+    async def replay(self, reason: str, to_log_seq: int | None = None) -> Digests:
+        return await self._get(calls.replay(reason, to_log_seq))
+
+    async def rebuild_projection(self, projection: str, reason: str, confirm: str) -> int:
+        return await self._get(calls.rebuild(projection, reason, confirm))
+
+    async def audit_log(self, limit: int = 100) -> list[AuditEntry]:
+        return await self._get(calls.audit_log(limit))
 
     async def wait_for(
         self,

@@ -6,6 +6,7 @@ transport, so the two can never drift apart.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -13,6 +14,7 @@ from urllib.parse import quote
 
 from decisiongraph.core.envelope import StoredEvent
 from decisiongraph.core.errors import InvalidArgumentError
+from decisiongraph.core.operator_records import AuditEntry, DeadLetter
 from decisiongraph.projections.digests import Digests
 from decisiongraph.query.graph import EdgePage, GraphEdgeCursor, GraphFilter, Subgraph
 from decisiongraph.query.health import ProjectionHealth
@@ -29,6 +31,8 @@ class Call(Generic[T]):
     path: str
     params: Mapping[str, Any]
     decode: Callable[[Any], T]
+    method: str = "GET"
+    body: bytes | None = None
 
 
 def _quoted(segment: str) -> str:
@@ -158,6 +162,62 @@ def _digests(body: Any) -> Digests:
 
 def digests() -> Call[Digests]:
     return Call("/api/v1/projections", {"include_digests": "true"}, _digests)
+
+
+# -- operator calls (the admin scope) ------------------------------------------------
+def _json(document: Mapping[str, Any]) -> bytes:
+    return json.dumps(document).encode("utf-8")
+
+
+def dead_letters(status: str | None) -> Call[list[DeadLetter]]:
+    return Call(
+        "/api/v1/projections/dead-letters",
+        {"status": status},
+        lambda body: [results.dead_letter(d) for d in body["dead_letters"]],
+    )
+
+
+def resolve_dead_letter(
+    letter_id: int, action: str, reason: str, confirm: str | None
+) -> Call[DeadLetter]:
+    document: dict[str, Any] = {"reason": reason}
+    if confirm is not None:
+        document["confirm"] = confirm
+    return Call(
+        f"/api/v1/admin/dead-letters/{int(letter_id)}/{action}",
+        {},
+        results.dead_letter,
+        "POST",
+        _json(document),
+    )
+
+
+def replay(reason: str, to_log_seq: int | None) -> Call[Digests]:
+    return Call(
+        "/api/v1/admin/replay",
+        {},
+        _digests,
+        "POST",
+        _json({"reason": reason, "to_log_seq": to_log_seq}),
+    )
+
+
+def rebuild(projection: str, reason: str, confirm: str) -> Call[int]:
+    return Call(
+        "/api/v1/admin/rebuild",
+        {},
+        lambda body: int(body["cursor"]),
+        "POST",
+        _json({"projection": projection, "reason": reason, "confirm": confirm}),
+    )
+
+
+def audit_log(limit: int) -> Call[list[AuditEntry]]:
+    return Call(
+        "/api/v1/admin/audit",
+        {"limit": limit},
+        lambda body: [results.audit_entry(e) for e in body["entries"]],
+    )
 
 
 def query_params(params: Mapping[str, Any]) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from decisiongraph.core.envelope import EventEnvelope, StoredEvent, envelope_fro
 from decisiongraph.core.errors import DecisionGraphError, NotFoundError
 from decisiongraph.core.event_types import TRACE_STARTED
 from decisiongraph.core.helpers import ActorLike, EventHelpers, SourceLike
+from decisiongraph.core.operator_records import AuditEntry, DeadLetter
 from decisiongraph.projections.digests import Digests
 from decisiongraph.projections.rows import PROJECTION_NAMES
 from decisiongraph.query.graph import EdgePage, GraphEdgeCursor, GraphFilter, Subgraph
@@ -183,7 +184,8 @@ class Client(EventHelpers[AppendResult]):
             raise error_from_response(response)
 
     def _get(self, call: calls.Call[T]) -> T:
-        return call.decode(self._request("GET", call.path, params=call.params).json())
+        response = self._request(call.method, call.path, content=call.body, params=call.params)
+        return call.decode(response.json())
 
     def close(self) -> None:
         """Flush the batcher (up to ``close_timeout``; the rest stays spooled), then
@@ -465,6 +467,31 @@ class Client(EventHelpers[AppendResult]):
 
     def digests(self) -> Digests:
         return self._get(calls.digests())
+
+    # -- operator actions (the admin scope) -------------------------------------------
+    def dead_letters(self, status: str | None = None) -> list[DeadLetter]:
+        """Events a projection could not apply (``status``: open, retry, skipped, resolved)."""
+        return self._get(calls.dead_letters(status))
+
+    def retry_dead_letter(self, letter_id: int, reason: str) -> DeadLetter:
+        """Let the projection try the event again, after a fix; audited."""
+        return self._get(calls.resolve_dead_letter(letter_id, "retry", reason, None))
+
+    def skip_dead_letter(self, letter_id: int, reason: str, confirm: str) -> DeadLetter:
+        """Pass over the event for good; ``confirm`` must be ``"skip"``; audited."""
+        return self._get(calls.resolve_dead_letter(letter_id, "skip", reason, confirm))
+
+    def replay(self, reason: str, to_log_seq: int | None = None) -> Digests:
+        """Digests as of ``to_log_seq`` (default: now) from a fresh replay; audited."""
+        return self._get(calls.replay(reason, to_log_seq))
+
+    def rebuild_projection(self, projection: str, reason: str, confirm: str) -> int:
+        """Rebuild one projection online; ``confirm`` repeats its name; audited."""
+        return self._get(calls.rebuild(projection, reason, confirm))
+
+    def audit_log(self, limit: int = 100) -> list[AuditEntry]:
+        """The tenant's operator actions, newest first."""
+        return self._get(calls.audit_log(limit))
 
     def wait_for(
         self,

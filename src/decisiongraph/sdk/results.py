@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from decisiongraph.core.envelope import EventEnvelope, StoredEvent
+from decisiongraph.core.operator_records import AuditEntry, DeadLetter
 from decisiongraph.core.refs import ActorRef, SourceRef
 from decisiongraph.projections.digests import Digests
 from decisiongraph.projections.rows import EdgeRow, NodeRow
@@ -211,4 +212,35 @@ def projection_status(data: Mapping[str, Any]) -> ProjectionStatus:
         open_dead_letters=int(data["open_dead_letters"]),
         updated_at=data.get("updated_at"),
         rebuild_position=data.get("rebuild_position"),
+    )
+
+
+def dead_letter(data: Mapping[str, Any]) -> DeadLetter:
+    return DeadLetter(
+        id=int(data["id"]),
+        tenant_id=data["tenant_id"],
+        projection_name=data["projection_name"],
+        log_seq=int(data["log_seq"]),
+        event_id=data["event_id"],
+        error_code=data["error_code"],
+        message=data["message"],
+        attempts=int(data["attempts"]),
+        first_seen_at=data["first_seen_at"],
+        last_seen_at=data["last_seen_at"],
+        status=data["status"],
+        resolved_at=data.get("resolved_at"),
+        resolution=data.get("resolution"),
+    )
+
+
+def audit_entry(data: Mapping[str, Any]) -> AuditEntry:
+    return AuditEntry(
+        id=int(data["id"]),
+        tenant_id=data["tenant_id"],
+        at=data["at"],
+        actor=data["actor"],
+        action=data["action"],
+        target=data["target"],
+        reason=data["reason"],
+        details=dict(data["details"]),
     )

@@ -11,11 +11,9 @@ from typing import Any
 
 from fastapi import FastAPI, Query, Request
 
-from decisiongraph.core.errors import InvalidArgumentError
-from decisiongraph.projections.rows import PROJECTION_NAMES
 from decisiongraph.query.traces import TraceFilter
 from decisiongraph.query.traces import list_traces as list_trace_page
-from decisiongraph.runtime.rebuild import rebuild_online, replay_digests
+from decisiongraph.runtime import operations
 from decisiongraph.service import models as m
 
 Caller = Callable[[Request, str, Callable[[Any, str], Any]], Awaitable[Any]]
@@ -61,62 +59,55 @@ def register(app: FastAPI, call: Caller) -> None:
         letter = await call(
             request,
             "admin",
-            lambda store, tenant: store.resolve_dead_letter(
-                tenant, letter_id, action="retry", actor=actor(request), reason=body.reason
+            lambda store, tenant: operations.retry_dead_letter(
+                store, tenant, letter_id, actor=actor(request), reason=body.reason
             ),
         )
         return m.DeadLetterOut.model_validate(letter.as_dict())
 
     @app.post("/api/v1/admin/dead-letters/{letter_id}/skip", response_model=m.DeadLetterOut)
     async def skip(request: Request, letter_id: int, body: m.SkipIn) -> m.DeadLetterOut:
-        if body.confirm != "skip":
-            raise InvalidArgumentError("Skipping an event needs confirm='skip'")
         letter = await call(
             request,
             "admin",
-            lambda store, tenant: store.resolve_dead_letter(
-                tenant, letter_id, action="skip", actor=actor(request), reason=body.reason
+            lambda store, tenant: operations.skip_dead_letter(
+                store,
+                tenant,
+                letter_id,
+                actor=actor(request),
+                reason=body.reason,
+                confirm=body.confirm,
             ),
         )
         return m.DeadLetterOut.model_validate(letter.as_dict())
 
     @app.post("/api/v1/admin/replay", response_model=m.ReplayResponse)
     async def replay(request: Request, body: m.ReplayIn) -> m.ReplayResponse:
-        def work(store: Any, tenant: str) -> dict[str, str]:
-            store.record_audit(
-                tenant,
-                actor=actor(request),
-                action="projection.replay",
-                target=f"log_seq<={body.to_log_seq}" if body.to_log_seq is not None else "head",
-                reason=body.reason,
-            )
-            digests: dict[str, str] = replay_digests(store, tenant, body.to_log_seq).as_dict()
-            return digests
-
-        digests = await call(request, "admin", work)
-        return m.ReplayResponse(to_log_seq=body.to_log_seq, digests=m.DigestsOut(**digests))
+        digests = await call(
+            request,
+            "admin",
+            lambda store, tenant: operations.replay(
+                store, tenant, actor=actor(request), reason=body.reason, to_log_seq=body.to_log_seq
+            ),
+        )
+        return m.ReplayResponse(
+            to_log_seq=body.to_log_seq, digests=m.DigestsOut(**digests.as_dict())
+        )
 
     @app.post("/api/v1/admin/rebuild", response_model=m.RebuildResponse)
     async def rebuild(request: Request, body: m.RebuildIn) -> m.RebuildResponse:
-        if body.projection not in PROJECTION_NAMES:
-            raise InvalidArgumentError(
-                f"Unknown projection '{body.projection}'", details={"known": list(PROJECTION_NAMES)}
-            )
-        if body.confirm != body.projection:
-            raise InvalidArgumentError("Rebuilding needs confirm set to the projection's name")
-
-        def work(store: Any, tenant: str) -> int:
-            store.record_audit(
+        cursor = await call(
+            request,
+            "admin",
+            lambda store, tenant: operations.rebuild(
+                store,
                 tenant,
+                body.projection,
                 actor=actor(request),
-                action="projection.rebuild",
-                target=body.projection,
                 reason=body.reason,
-            )
-            cursor: int = rebuild_online(store, tenant, body.projection, owner=actor(request))
-            return cursor
-
-        cursor = await call(request, "admin", work)
+                confirm=body.confirm,
+            ),
+        )
         return m.RebuildResponse(projection=body.projection, cursor=cursor)
 
     @app.get("/api/v1/admin/audit", response_model=m.AuditResponse)
@@ -128,6 +119,7 @@ def register(app: FastAPI, call: Caller) -> None:
             entries=[
                 m.AuditOut(
                     id=e.id,
+                    tenant_id=e.tenant_id,
                     at=e.at,
                     actor=e.actor,
                     action=e.action,

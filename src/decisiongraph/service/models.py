@@ -229,6 +229,7 @@ class TraceListResponse(BaseModel):
 
 class DeadLetterOut(BaseModel):
     id: int
+    tenant_id: str
     projection_name: str
     log_seq: int
     event_id: str
@@ -275,6 +276,7 @@ class RebuildResponse(BaseModel):
 
 class AuditOut(BaseModel):
     id: int
+    tenant_id: str
     at: str
     actor: str
     action: str

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from decisiongraph.core.errors import ConflictError, InvalidArgumentError, NotFoundError
+from decisiongraph.core.operator_records import AuditEntry, DeadLetter
 from decisiongraph.projections.digests import Digests
 from decisiongraph.store.columns import EVENT_COLUMNS
 from decisiongraph.store.sql_backend import Cursor
@@ -27,26 +28,6 @@ DEAD_LETTER_COLUMNS = (
     "id, tenant_id, projection_name, log_seq, event_id, error_code, message, attempts, "
     "first_seen_at, last_seen_at, status, resolved_at, resolution"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    id: int
-    tenant_id: str
-    projection_name: str
-    log_seq: int
-    event_id: str
-    error_code: str
-    message: str
-    attempts: int
-    first_seen_at: str
-    last_seen_at: str
-    status: str  # open | retry | skipped | resolved
-    resolved_at: str | None
-    resolution: str | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,18 +46,6 @@ class ProjectionState:
     rebuild_owner: str | None
     rebuild_started_at: str | None
     updated_at: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class AuditEntry:
-    id: int
-    tenant_id: str
-    at: str
-    actor: str
-    action: str
-    target: str
-    reason: str
-    details: dict[str, Any]
 
 
 class SqlRuntime(SqlProjector):

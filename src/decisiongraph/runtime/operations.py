@@ -1,0 +1,104 @@
+"""Operator actions with their guard rails, shared by the library and the API.
+
+Each action needs a reason and is written to the audit log before it runs;
+destructive ones (skipping an event, rebuilding a projection) also need a
+typed confirmation. The HTTP admin routes and ``DecisionGraph`` call these,
+so an action means the same thing whichever way it is taken.
+"""
+
+from __future__ import annotations
+
+from decisiongraph.core.errors import InvalidArgumentError
+from decisiongraph.core.operator_records import DeadLetter
+from decisiongraph.projections.digests import Digests
+from decisiongraph.projections.rows import PROJECTION_NAMES
+from decisiongraph.runtime.rebuild import rebuild_online, replay_digests
+from decisiongraph.store.sql_base import SqlEventStore
+
+SKIP_CONFIRMATION = "skip"
+
+
+def _require_reason(reason: str) -> None:
+    if not isinstance(reason, str) or not reason.strip():
+        raise InvalidArgumentError("A reason is required", details={"field": "reason"})
+
+
+def retry_dead_letter(
+    store: SqlEventStore, tenant_id: str, letter_id: int, *, actor: str, reason: str
+) -> DeadLetter:
+    """Let the projection try the event again (after a fix); audited."""
+    _require_reason(reason)
+    return store.resolve_dead_letter(
+        tenant_id, letter_id, action="retry", actor=actor, reason=reason
+    )
+
+
+def skip_dead_letter(
+    store: SqlEventStore,
+    tenant_id: str,
+    letter_id: int,
+    *,
+    actor: str,
+    reason: str,
+    confirm: str,
+) -> DeadLetter:
+    """Let the projection pass over the event for good; needs ``confirm='skip'``."""
+    _require_reason(reason)
+    if confirm != SKIP_CONFIRMATION:
+        raise InvalidArgumentError(
+            "Skipping an event needs confirm='skip'", details={"field": "confirm"}
+        )
+    return store.resolve_dead_letter(
+        tenant_id, letter_id, action="skip", actor=actor, reason=reason
+    )
+
+
+def replay(
+    store: SqlEventStore,
+    tenant_id: str,
+    *,
+    actor: str,
+    reason: str,
+    to_log_seq: int | None = None,
+) -> Digests:
+    """Digests of the projections as of ``to_log_seq`` (default: now), from a
+    fresh replay beside the live tables (which it leaves alone); audited."""
+    _require_reason(reason)
+    if to_log_seq is not None and (
+        isinstance(to_log_seq, bool) or not isinstance(to_log_seq, int) or to_log_seq < 0
+    ):
+        raise InvalidArgumentError("to_log_seq must be a log_seq >= 0")
+    store.record_audit(
+        tenant_id,
+        actor=actor,
+        action="projection.replay",
+        target=f"log_seq<={to_log_seq}" if to_log_seq is not None else "head",
+        reason=reason,
+    )
+    return replay_digests(store, tenant_id, to_log_seq)
+
+
+def rebuild(
+    store: SqlEventStore,
+    tenant_id: str,
+    projection: str,
+    *,
+    actor: str,
+    reason: str,
+    confirm: str,
+) -> int:
+    """Rebuild one projection online (reads keep being served); ``confirm``
+    must repeat the projection's name. Returns the cursor after the swap."""
+    _require_reason(reason)
+    if projection not in PROJECTION_NAMES:
+        raise InvalidArgumentError(
+            f"Unknown projection '{projection}'", details={"known": list(PROJECTION_NAMES)}
+        )
+    if confirm != projection:
+        raise InvalidArgumentError(
+            "Rebuilding needs confirm set to the projection's name", details={"field": "confirm"}
+        )
+    store.record_audit(
+        tenant_id, actor=actor, action="projection.rebuild", target=projection, reason=reason
+    )
+    return rebuild_online(store, tenant_id, projection, owner=actor)
