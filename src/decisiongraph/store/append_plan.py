@@ -9,7 +9,7 @@ idempotency, sequencing, the finished-trace lock and the hash chain.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from decisiongraph.core.envelope import StoredEvent
@@ -99,10 +99,13 @@ def plan_append(
     trace_heads: Mapping[str, TraceHead],
     log_head: tuple[int, str],
     recorded_at: str,
+    emit: Callable[[Row], None] | None = None,
 ) -> AppendPlan:
     """Decide each event's fate in order; any error aborts the whole batch.
 
     Errors carry ``details["index"]``, the position of the offending event.
+    ``emit`` receives each new row as soon as it is built (a backend may
+    start writing before the batch is planned; an error then aborts it).
     """
     known: dict[IdemKey, StoredEvent] = dict(existing)
     heads: dict[str, TraceHead] = dict(trace_heads)
@@ -149,7 +152,10 @@ def plan_append(
         # The chain covers every column but the payload (via its hash).
         chain = link_hash(chain, row[:17] + row[18:])
         row.append(chain)
-        rows.append(tuple(row))
+        built = tuple(row)
+        rows.append(built)
+        if emit is not None:
+            emit(built)
         stored = StoredEvent(
             tenant_id=tenant_id,
             log_seq=last_seq,

@@ -12,7 +12,7 @@ import hashlib
 import os
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -142,15 +142,15 @@ class PostgresEventStore(SqlEventStore):
             yield
 
     def _lock_log_head(self, cur: psycopg.Cursor[Any], tenant_id: str) -> tuple[int, str]:
-        cur.execute(
-            "INSERT INTO dg_log_head (tenant_id, last_log_seq, chain_hash) VALUES (%s, 0, %s) "
-            "ON CONFLICT (tenant_id) DO NOTHING",
-            (tenant_id, GENESIS_CHAIN_HASH),
-        )
-        row = cur.execute(
-            "SELECT last_log_seq, chain_hash FROM dg_log_head WHERE tenant_id = %s FOR UPDATE",
-            (tenant_id,),
-        ).fetchone()
+        select = "SELECT last_log_seq, chain_hash FROM dg_log_head WHERE tenant_id = %s FOR UPDATE"
+        row = cur.execute(select, (tenant_id,)).fetchone()
+        if row is None:  # the tenant's first append (racing ones meet in the upsert)
+            cur.execute(
+                "INSERT INTO dg_log_head (tenant_id, last_log_seq, chain_hash) "
+                "VALUES (%s, 0, %s) ON CONFLICT (tenant_id) DO NOTHING",
+                (tenant_id, GENESIS_CHAIN_HASH),
+            )
+            row = cur.execute(select, (tenant_id,)).fetchone()
         assert row is not None
         return (int(row[0]), str(row[1]))
 
@@ -198,6 +198,21 @@ class PostgresEventStore(SqlEventStore):
                 event = event_from_row(row)
                 found[(event.source.producer_id, event.idempotency_key)] = event
         return found
+
+    @contextmanager
+    def _event_sink(
+        self, cur: psycopg.Cursor[Any], expected: int
+    ) -> Iterator[Callable[[Row], None]]:
+        """Batches stream into COPY as they are planned, so the server indexes
+        rows while Python still hashes the rest; a lone event is an INSERT."""
+        if expected == 1:
+            rows: list[Row] = []
+            yield rows.append
+            if rows:
+                self._insert_events(cur, rows)
+            return
+        with cur.copy(_COPY) as copy:
+            yield copy.write_row
 
     def _insert_events(self, cur: psycopg.Cursor[Any], rows: Sequence[Row]) -> None:
         if len(rows) == 1:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from functools import lru_cache
 from typing import Any
 
@@ -171,6 +171,15 @@ class SqlBackend:
 
     def _insert_events(self, cur: Cursor, rows: Sequence[Row]) -> None:
         raise NotImplementedError
+
+    @contextmanager
+    def _event_sink(self, cur: Cursor, expected: int) -> Iterator[Callable[[Row], None]]:
+        """Where an append's rows go as they are planned: by default they are
+        gathered and inserted together once the whole batch is planned."""
+        rows: list[Row] = []
+        yield rows.append
+        if rows:
+            self._insert_events(cur, rows)
 
     def _stream(self, sql: str, params: Sequence[Any]) -> Iterator[Sequence[Any]]:
         """Yield rows of a long query without loading them all."""

@@ -93,31 +93,34 @@ class SqlLog(SqlBackend):
 
         Without ``probe`` the batch is planned as if none of its keys were
         stored, the usual case, and the unique index has the last word: a
-        plan error or a taken key sends the caller (via :class:`_KeyTaken`)
-        or this method back to the exact path, so outcomes never differ.
+        plan error or a taken key sends the caller back (via
+        :class:`_KeyTaken`) to the exact path, so outcomes never differ.
+        Rows go to the backend's sink as they are planned (PostgreSQL copies
+        them while the rest of the batch is still being hashed).
         """
         projected = False
         with self._append_txn() as cur:
             head = self._lock_log_head(cur, tenant_id)
             trace_ids = list(dict.fromkeys(item.envelope.trace_id for item in items))
             heads = self._trace_heads(cur, tenant_id, trace_ids)
-            plan: AppendPlan | None = None
-            if not probe:
-                try:
-                    plan = plan_append(tenant_id, items, {}, heads, head, recorded_at)
-                except DecisionGraphError:
-                    plan = None  # perhaps a retry of stored events: look them up
-            if plan is None:
+            existing = {}
+            if probe:
                 keys = [idem_key(item) for item in items]
                 existing = self._find_existing(cur, tenant_id, keys)
-                plan = plan_append(tenant_id, items, existing, heads, head, recorded_at)
-            if plan.rows:
-                try:
-                    self._insert_events(cur, plan.rows)
-                except Exception as exc:
-                    if not probe and _is_key_taken(self._translate_error(exc)):
-                        raise _KeyTaken from exc
+            try:
+                with self._event_sink(cur, len(items)) as sink:
+                    plan = plan_append(
+                        tenant_id, items, existing, heads, head, recorded_at, emit=sink
+                    )
+            except DecisionGraphError:
+                if probe:
                     raise
+                raise _KeyTaken from None  # perhaps a retry of stored events
+            except Exception as exc:
+                if not probe and _is_key_taken(self._translate_error(exc)):
+                    raise _KeyTaken from exc
+                raise
+            if plan.rows:
                 self._x(
                     cur,
                     "UPDATE dg_log_head SET last_log_seq = ?, chain_hash = ? WHERE tenant_id = ?",
