@@ -7,8 +7,10 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from decisiongraph.core.canonical_json import json_d, json_p
+from decisiongraph.core.canonical_json import compiled, json_d, json_p
 from decisiongraph.core.hashing import payload_hash, sha256_text
 from decisiongraph.core.validation import validate_envelope
 from decisiongraph.projections.digests import (
@@ -180,3 +182,40 @@ def test_row_digests_follow_the_spec_layout() -> None:
     )
     assert array_digest([row]) == sha256_text(row_text)
     assert array_digest([row, row]) == sha256_text(f"[{row_text[1:-1]},{row_text[1:-1]}]")
+
+
+_JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(_JSON_VALUES)
+def test_compiled_encoders_write_exactly_what_the_stdlib_writes(value: Any) -> None:
+    for options in (
+        {"ensure_ascii": False, "sort_keys": True, "separators": (",", ":")},
+        {"ensure_ascii": True, "sort_keys": True, "separators": (",", ":"), "allow_nan": False},
+        {"ensure_ascii": False, "separators": (",", ":")},
+    ):
+        encoder = json.JSONEncoder(**options)  # type: ignore[arg-type]
+        assert compiled(encoder)(value) == encoder.encode(value)
+
+
+def test_compiled_encoder_recovers_after_a_failure() -> None:
+    encode = compiled(json.JSONEncoder(sort_keys=True))
+    loop: dict[str, Any] = {}
+    loop["self"] = loop
+    with pytest.raises(ValueError, match="Circular"):
+        encode({"b": loop})
+    box: dict[str, Any] = {"a": [1, 2], "z": object()}
+    with pytest.raises(TypeError):
+        encode(box)  # fails while ``box`` is open: its marker is left behind
+    del box["z"]
+    # Stale markers must not make the same, now valid, value look circular.
+    assert encode(box) == '{"a": [1, 2]}'
+    assert encode({"b": loop["self"] is loop}) == '{"b": true}'

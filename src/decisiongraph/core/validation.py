@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from decisiongraph.core.canonical_json import compiled
 from decisiongraph.core.envelope import EventEnvelope
 from decisiongraph.core.errors import InvalidArgumentError, SchemaViolationError
 from decisiongraph.core.event_types import check_payload_shape
@@ -22,8 +23,8 @@ MAX_IDEMPOTENCY_KEY_BYTES = 200
 
 # Step 2 must accept NaN/Infinity (they fail later, at step 5), so it uses an
 # encoder that allows them; for float-free payloads its output *is* JSON-P.
-_SAFETY = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-_SCOPE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_SAFETY = compiled(json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":")))
+_SCOPE = compiled(json.JSONEncoder(ensure_ascii=False, separators=(",", ":")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,7 +225,7 @@ def _contains_nul(value: Any) -> bool:
 def _json_safe_text(payload: Any) -> str:
     """Step 2: the payload must encode as JSON and as UTF-8."""
     try:
-        text = _SAFETY.encode(payload)
+        text = _SAFETY(payload)
         text.encode("utf-8")
     except (TypeError, ValueError, RecursionError, UnicodeEncodeError) as exc:
         raise InvalidArgumentError(f"Payload is not JSON-serializable: {exc}") from exc
@@ -267,7 +268,7 @@ def validate_envelope(envelope: EventEnvelope) -> ValidatedEvent:
             f"Floats are not allowed in payloads (found at '{first_float}')",
             details={"path": first_float},
         )
-    tags_text = _SCOPE.encode(list(envelope.tags)) if envelope.tags else "[]"
+    tags_text = _SCOPE(list(envelope.tags)) if envelope.tags else "[]"
     return ValidatedEvent(
         envelope=envelope,
         payload_json=text,
