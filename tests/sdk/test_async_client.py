@@ -22,6 +22,7 @@ def test_async_client_records_and_reads(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         async with AsyncClient(server.url, server.keys["writer"]) as client:
+            assert await client.ready()
             async with client.trace(
                 "deal",
                 "async decision",

@@ -46,6 +46,7 @@ def client_for(server: Server, **options: Any) -> Client:
 
 def test_typed_reads_pages_errors_and_the_stream(sqlite_server: Server) -> None:
     with client_for(sqlite_server) as client:
+        assert client.ready()
         assert run_agent(client) == ["success", "success", "failure"]
         head = client.projection_statuses()[0].head
         assert client.wait_for(head, timeout=30)
@@ -121,6 +122,7 @@ def test_buffered_appends_survive_a_server_restart(tmp_path: Path) -> None:
                 actor,
             )
     assert client.pending() > 0  # the server is down: events wait on disk
+    assert not client.ready()
     process = restart(server)
     try:
         assert client.flush(timeout=60)

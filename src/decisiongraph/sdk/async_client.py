@@ -411,6 +411,13 @@ class AsyncClient(EventHelpers[Awaitable[AppendResult]]):
     async def digests(self) -> Digests:
         return await self._get(calls.digests())
 
+    async def ready(self) -> bool:
+        """Whether the server answers ``/readyz`` with ready; asked once, without retries."""
+        try:
+            return (await self._http.get("/readyz")).status_code == 200
+        except httpx.HTTPError:
+            return False
+
     # -- operator actions (the admin scope) -------------------------------------------
     async def dead_letters(self, status: str | None = None) -> list[DeadLetter]:
         return await self._get(calls.dead_letters(status))

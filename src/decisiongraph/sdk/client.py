@@ -468,6 +468,14 @@ class Client(EventHelpers[AppendResult]):
     def digests(self) -> Digests:
         return self._get(calls.digests())
 
+    def ready(self) -> bool:
+        """Whether the server answers ``/readyz`` with ready (database reachable,
+        migrations current); asked once, without retries."""
+        try:
+            return self._http.get("/readyz").status_code == 200
+        except httpx.HTTPError:
+            return False
+
     # -- operator actions (the admin scope) -------------------------------------------
     def dead_letters(self, status: str | None = None) -> list[DeadLetter]:
         """Events a projection could not apply (``status``: open, retry, skipped, resolved)."""
