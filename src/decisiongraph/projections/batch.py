@@ -105,7 +105,7 @@ def fold_events(
             )
         tracker[event.trace_id] = expected + 1
         if graph:
-            event_nodes, event_edges = graph_writes(event)
+            event_nodes, event_edges = graph_writes(event, nodes)
             for node in event_nodes:
                 if node.node_id not in nodes:
                     nodes[node.node_id] = node

@@ -8,6 +8,7 @@ already is a no-op, which is exactly the spec's "create if missing".
 
 from __future__ import annotations
 
+from collections.abc import Container
 from typing import Any
 
 from decisiongraph.core import event_types as et
@@ -31,8 +32,15 @@ def _placeholder(node_id: str, edge: EdgeRow) -> NodeRow:
     return NodeRow(node_id, node_type, trace_id, edge.log_seq, edge.created_at)
 
 
-def graph_writes(event: StoredEvent) -> tuple[list[NodeRow], list[EdgeRow]]:
-    """Node writes (own nodes, then edge endpoints) and edges for one event."""
+def graph_writes(
+    event: StoredEvent, known: Container[str] = ()
+) -> tuple[list[NodeRow], list[EdgeRow]]:
+    """Node writes (own nodes, then edge endpoints) and edges for one event.
+
+    Endpoints in ``known`` (nodes a caller has already written) and the
+    event's own nodes get no placeholder: first writer wins, so those
+    placeholders would be no-ops anyway.
+    """
     payload = event.payload
     trace_node = f"trace:{event.trace_id}"
     own: list[tuple[str, str]] = []  # (node_id, node_type)
@@ -97,6 +105,7 @@ def graph_writes(event: StoredEvent) -> tuple[list[NodeRow], list[EdgeRow]]:
         for node_id, node_type in own
     ]
     edges: list[EdgeRow] = []
+    written = {node_id for node_id, _ in own}
     for edge_type, source, target in links:
         edge = EdgeRow(
             f"{edge_type}:{source}:{target}:{event.event_id}",
@@ -107,7 +116,9 @@ def graph_writes(event: StoredEvent) -> tuple[list[NodeRow], list[EdgeRow]]:
             event.log_seq,
             event.occurred_at,
         )
-        nodes.append(_placeholder(source, edge))
-        nodes.append(_placeholder(target, edge))
+        for end in (source, target):
+            if end not in written and end not in known:
+                nodes.append(_placeholder(end, edge))
+                written.add(end)
         edges.append(edge)
     return nodes, edges
