@@ -22,7 +22,6 @@ from psycopg import errors as pg_errors
 from decisiongraph.core.clock import Clock, format_timestamp, system_clock
 from decisiongraph.core.envelope import StoredEvent
 from decisiongraph.core.errors import (
-    ConflictError,
     DecisionGraphError,
     EventSequenceInvalidError,
     IdempotencyConflictError,
@@ -60,8 +59,6 @@ def translate_pg_error(exc: Exception) -> DecisionGraphError | None:
         return None
     text = str(exc)
     constraint = getattr(getattr(exc, "diag", None), "constraint_name", None) or ""
-    if "trace_finished" in text:
-        return ConflictError("Trace is finished; no further events are accepted")
     if isinstance(exc, pg_errors.UniqueViolation):
         if "idempotency" in constraint:
             return IdempotencyConflictError(f"Idempotency conflict: {text}")

@@ -213,7 +213,10 @@ class SqlBackend:
         if rows:
             marks = ", ".join("?" for _ in columns)
             sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) {conflict}"
-            self._many(cur, sql, rows)
+            if len(rows) == 1:  # the inline projection of a single append
+                self._x(cur, sql, rows[0])
+            else:
+                self._many(cur, sql, rows)
 
     def _delete_traces(
         self, cur: Cursor, table: str, tenant_id: str, trace_ids: Sequence[str]

@@ -16,7 +16,6 @@ from typing import Any
 
 from decisiongraph.core.clock import Clock, format_timestamp, system_clock
 from decisiongraph.core.errors import (
-    ConflictError,
     DecisionGraphError,
     EventSequenceInvalidError,
     IdempotencyConflictError,
@@ -42,8 +41,6 @@ def translate_sqlite_error(exc: Exception) -> DecisionGraphError | None:
     if not isinstance(exc, sqlite3.Error):
         return None
     text = str(exc)
-    if "trace_finished" in text:
-        return ConflictError("Trace is finished; no further events are accepted")
     if "idempotency" in text:
         return IdempotencyConflictError(f"Idempotency conflict: {text}")
     if "trace_seq" in text:
