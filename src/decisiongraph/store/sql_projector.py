@@ -40,6 +40,21 @@ from decisiongraph.store.sql_backend import (
 from decisiongraph.store.sql_projection_reads import SqlProjectionReads
 from decisiongraph.store.tables import LIVE, TableSet
 
+# Column lists of the projection tables, tenant first (as the rows are built).
+_NODE_COLUMNS = ("tenant_id", *NODE_COLS.split(", "))
+_EDGE_COLUMNS = ("tenant_id", *EDGE_COLS.split(", "))
+_SUMMARY_COLUMNS = ("tenant_id", *SUMMARY_COLS.split(", "))
+_PRECEDENT_COLUMNS = ("tenant_id", *PRECEDENT_COLS.split(", "))
+_POLICY_COLUMNS = (
+    "tenant_id",
+    "index_id",
+    "trace_id",
+    "policy_id",
+    "policy_version",
+    "log_seq",
+    "created_at",
+)
+
 
 class SqlProjector(SqlProjectionReads):
     """Catch-up, inline projection, rebuild and digests."""
@@ -321,7 +336,7 @@ class SqlProjector(SqlProjectionReads):
         self._insert_rows(
             cur,
             t.nodes,
-            ("tenant_id", *NODE_COLS.split(", ")),
+            _NODE_COLUMNS,
             [
                 (tenant_id, n.node_id, n.node_type, n.trace_id, n.log_seq, n.created_at)
                 for n in writes.nodes.values()
@@ -331,7 +346,7 @@ class SqlProjector(SqlProjectionReads):
         self._insert_rows(
             cur,
             t.edges,
-            ("tenant_id", *EDGE_COLS.split(", ")),
+            _EDGE_COLUMNS,
             [
                 (
                     tenant_id,
@@ -356,7 +371,7 @@ class SqlProjector(SqlProjectionReads):
         self._insert_rows(
             cur,
             t.summary,
-            ("tenant_id", *SUMMARY_COLS.split(", ")),
+            _SUMMARY_COLUMNS,
             [
                 (
                     tenant_id,
@@ -392,15 +407,7 @@ class SqlProjector(SqlProjectionReads):
         self._insert_rows(
             cur,
             t.policy,
-            (
-                "tenant_id",
-                "index_id",
-                "trace_id",
-                "policy_id",
-                "policy_version",
-                "log_seq",
-                "created_at",
-            ),
+            _POLICY_COLUMNS,
             [
                 (
                     tenant_id,
@@ -457,7 +464,7 @@ class SqlProjector(SqlProjectionReads):
         self._insert_rows(
             cur,
             t.precedent,
-            ("tenant_id", *PRECEDENT_COLS.split(", ")),
+            _PRECEDENT_COLUMNS,
             [
                 (
                     tenant_id,
