@@ -78,8 +78,9 @@ def _same_database(store: SqlEventStore) -> SqlEventStore:
 @contextmanager
 def _replica(store: SqlEventStore, tenant_id: str, until: int | None) -> Iterator[SQLiteEventStore]:
     with tempfile.TemporaryDirectory(prefix="dg-replica-") as folder:
-        replica = SQLiteEventStore(Path(folder) / "replica.db")
+        replica = SQLiteEventStore(Path(folder) / "replica.db", scratch=True)
         try:
+            replica.drop_append_indexes()
             replica.load_raw_rows(tenant_id, store.iter_raw_rows(tenant_id, until))
             yield replica
         finally:
