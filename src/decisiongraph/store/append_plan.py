@@ -156,25 +156,25 @@ def plan_append(
         rows.append(built)
         if emit is not None:
             emit(built)
-        stored = StoredEvent(
-            tenant_id=tenant_id,
-            log_seq=last_seq,
-            event_id=env.event_id,
-            trace_id=env.trace_id,
-            trace_seq=env.trace_seq,
-            event_type=env.event_type,
-            occurred_at=env.occurred_at,
-            recorded_at=recorded_at,
-            source=source,
-            actor=actor,
-            idempotency_key=env.idempotency_key,
-            payload=env.payload,
-            payload_hash=item.payload_hash,
-            correlation_id=env.correlation_id,
-            causation_event_id=env.causation_event_id,
-            schema_version=env.schema_version,
-            tags=env.tags,
-            chain_hash=chain,
+        stored = StoredEvent(  # positional (field order), a third cheaper per event
+            tenant_id,
+            last_seq,
+            env.event_id,
+            env.trace_id,
+            env.trace_seq,
+            env.event_type,
+            env.occurred_at,
+            recorded_at,
+            source,
+            actor,
+            env.idempotency_key,
+            env.payload,
+            item.payload_hash,
+            env.correlation_id,
+            env.causation_event_id,
+            env.schema_version,
+            env.tags,
+            chain,
         )
         known[key] = stored
         heads[env.trace_id] = (env.trace_seq, env.event_type)

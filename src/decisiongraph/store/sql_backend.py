@@ -73,25 +73,25 @@ def event_from_row(row: Sequence[Any]) -> StoredEvent:
         tags = () if row[19] == "[]" else _tags(row[19])
     except (ValueError, TypeError) as exc:
         raise StorageError(f"Corrupt stored JSON at log_seq {row[1]}: {exc}") from exc
-    return StoredEvent(
-        tenant_id=row[0],
-        log_seq=row[1],
-        event_id=row[2],
-        trace_id=row[3],
-        trace_seq=row[4],
-        event_type=row[5],
-        occurred_at=row[6],
-        recorded_at=row[7],
-        source=_source(row[8], row[9], row[10]),
-        actor=_actor(row[11], row[12]),
-        correlation_id=row[13],
-        causation_event_id=row[14],
-        idempotency_key=row[15],
-        schema_version=row[16],
-        payload=payload,
-        payload_hash=row[18],
-        tags=tags,
-        chain_hash=row[20],
+    return StoredEvent(  # positional (field order): replays decode millions of rows
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        row[5],
+        row[6],
+        row[7],
+        _source(row[8], row[9], row[10]),
+        _actor(row[11], row[12]),
+        row[15],
+        payload,
+        row[18],
+        row[13],
+        row[14],
+        row[16],
+        tags,
+        row[20],
     )
 
 
