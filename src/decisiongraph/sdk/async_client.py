@@ -36,13 +36,12 @@ from decisiongraph.query.precedents import PrecedentHit
 from decisiongraph.query.traces import TracePage, TraceSummary
 from decisiongraph.runtime.health import ProjectionStatus
 from decisiongraph.sdk import calls
-from decisiongraph.sdk.batcher import Batcher, post_batch
+from decisiongraph.sdk.batcher import Batcher, auth_headers, open_buffered
 from decisiongraph.sdk.client import SseParser, batch_body, envelopes_of
 from decisiongraph.sdk.errors import RETRYABLE_STATUSES, error_from_response
 from decisiongraph.sdk.ids import new_uuid4
 from decisiongraph.sdk.results import AppendResult, SpooledEvent, appended_event, stored_event
 from decisiongraph.sdk.retry import RetryPolicy
-from decisiongraph.sdk.spool import Spool
 
 T = TypeVar("T")
 
@@ -91,9 +90,7 @@ class AsyncClient(EventHelpers[Awaitable[AppendResult]]):
         sender_transport: httpx.BaseTransport | None = None,
     ) -> None:
         """``sender_transport``: the (sync) transport of the buffered sender thread."""
-        headers = {"Authorization": f"Bearer {api_key}"}
-        if tenant is not None:
-            headers["X-Tenant-ID"] = tenant
+        headers = auth_headers(api_key, tenant)
         self._http = httpx.AsyncClient(
             base_url=url.rstrip("/"), headers=headers, timeout=timeout, transport=transport
         )
@@ -106,16 +103,13 @@ class AsyncClient(EventHelpers[Awaitable[AppendResult]]):
         self._batcher: Batcher | None = None
         self._sender_http: httpx.Client | None = None
         if buffered:
-            self._sender_http = httpx.Client(
-                base_url=url.rstrip("/"),
-                headers=headers,
+            self._sender_http, self._batcher = open_buffered(
+                url,
+                headers,
+                tenant,
                 timeout=timeout,
                 transport=sender_transport,
-            )
-            self._batcher = Batcher(
-                Spool(spool_path or ":memory:"),
-                post_batch(self._sender_http),
-                tenant,
+                spool_path=spool_path,
                 retry=self._retry,
                 max_batch=max_batch,
                 flush_interval=flush_interval,

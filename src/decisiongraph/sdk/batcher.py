@@ -313,3 +313,41 @@ class Batcher:
             if delay is not None:
                 return delay  # stalled part-way: the rest stay spooled, in order
         return None
+
+
+def auth_headers(api_key: str, tenant: str | None) -> dict[str, str]:
+    """The headers every request of a client carries."""
+    headers = {"Authorization": f"Bearer {api_key}"}
+    if tenant is not None:
+        headers["X-Tenant-ID"] = tenant
+    return headers
+
+
+def open_buffered(
+    url: str,
+    headers: dict[str, str],
+    tenant: str | None,
+    *,
+    timeout: float,
+    transport: httpx.BaseTransport | None,
+    spool_path: str | None,
+    retry: RetryPolicy,
+    max_batch: int,
+    flush_interval: float,
+    close_timeout: float,
+) -> tuple[httpx.Client, Batcher]:
+    """The sender's own connection and the batcher of a buffered client
+    (the same for the sync and the async client: delivery runs on threads)."""
+    sender = httpx.Client(
+        base_url=url.rstrip("/"), headers=headers, timeout=timeout, transport=transport
+    )
+    batcher = Batcher(
+        Spool(spool_path or ":memory:"),
+        post_batch(sender),
+        tenant,
+        retry=retry,
+        max_batch=max_batch,
+        flush_interval=flush_interval,
+        close_timeout=close_timeout,
+    )
+    return sender, batcher

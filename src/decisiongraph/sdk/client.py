@@ -38,12 +38,11 @@ from decisiongraph.query.precedents import PrecedentHit
 from decisiongraph.query.traces import TracePage, TraceSummary
 from decisiongraph.runtime.health import ProjectionStatus
 from decisiongraph.sdk import calls
-from decisiongraph.sdk.batcher import Batcher, post_batch
+from decisiongraph.sdk.batcher import Batcher, auth_headers, open_buffered
 from decisiongraph.sdk.errors import RETRYABLE_STATUSES, error_from_response
 from decisiongraph.sdk.ids import new_uuid4
 from decisiongraph.sdk.results import AppendResult, SpooledEvent, appended_event, stored_event
 from decisiongraph.sdk.retry import RetryPolicy
-from decisiongraph.sdk.spool import Spool
 
 T = TypeVar("T")
 
@@ -120,9 +119,7 @@ class Client(EventHelpers[AppendResult]):
     ) -> None:
         """``buffered``: appends go through a background batcher; ``spool_path``
         is its durable SQLite file (default: in memory, so not durable)."""
-        headers = {"Authorization": f"Bearer {api_key}"}
-        if tenant is not None:
-            headers["X-Tenant-ID"] = tenant
+        headers = auth_headers(api_key, tenant)
         self._http = httpx.Client(
             base_url=url.rstrip("/"), headers=headers, timeout=timeout, transport=transport
         )
@@ -135,13 +132,13 @@ class Client(EventHelpers[AppendResult]):
         self._batcher: Batcher | None = None
         self._sender_http: httpx.Client | None = None
         if buffered:
-            self._sender_http = httpx.Client(
-                base_url=url.rstrip("/"), headers=headers, timeout=timeout, transport=transport
-            )
-            self._batcher = Batcher(
-                Spool(spool_path or ":memory:"),
-                post_batch(self._sender_http),
+            self._sender_http, self._batcher = open_buffered(
+                url,
+                headers,
                 tenant,
+                timeout=timeout,
+                transport=transport,
+                spool_path=spool_path,
                 retry=self._retry,
                 max_batch=max_batch,
                 flush_interval=flush_interval,
