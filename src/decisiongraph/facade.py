@@ -17,9 +17,9 @@ from decisiongraph.core.envelope import (
     DEFAULT_TENANT,
     EventEnvelope,
     StoredEvent,
-    envelope_from_dict,
+    envelopes_from,
 )
-from decisiongraph.core.errors import DecisionGraphError, InvalidArgumentError
+from decisiongraph.core.errors import InvalidArgumentError
 from decisiongraph.core.helpers import ActorLike, EventHelpers, SourceLike
 from decisiongraph.core.operator_records import AuditEntry, DeadLetter
 from decisiongraph.projections.digests import Digests
@@ -153,15 +153,7 @@ class DecisionGraph(EventHelpers[StoredEvent]):
         self, envelopes: Iterable[EventEnvelope | Mapping[str, Any]]
     ) -> list[StoredEvent]:
         """Append fully specified envelopes in one transaction, all or nothing."""
-        items: list[EventEnvelope] = []
-        for index, envelope in enumerate(envelopes):
-            if isinstance(envelope, EventEnvelope):
-                items.append(envelope)
-                continue
-            try:
-                items.append(envelope_from_dict(dict(envelope)))
-            except DecisionGraphError as exc:
-                raise exc.with_details(index=index) from None
+        items = envelopes_from(envelopes)
         return self._store.append(self._tenant, items, project=self._project_on_append)
 
     def append_event(

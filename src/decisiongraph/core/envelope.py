@@ -7,10 +7,11 @@ checks the envelope's own structure, so a malformed document is an
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from decisiongraph.core.errors import InvalidArgumentError
+from decisiongraph.core.errors import DecisionGraphError, InvalidArgumentError
 from decisiongraph.core.refs import ActorRef, SourceRef
 
 DEFAULT_TENANT = "default"
@@ -172,3 +173,22 @@ def envelope_from_dict(data: Any) -> EventEnvelope:
         schema_version=schema_version,
         tags=tuple(tags),
     )
+
+
+def envelopes_from(items: Iterable[Any]) -> list[EventEnvelope]:
+    """Envelopes from envelopes or their JSON form, in order.
+
+    The first item that is not a valid envelope raises its error with
+    ``details["index"]`` naming its position in the batch.
+    """
+    out: list[EventEnvelope] = []
+    for index, item in enumerate(items):
+        if isinstance(item, EventEnvelope):
+            out.append(item)
+            continue
+        try:
+            data = dict(item) if isinstance(item, Mapping) and not isinstance(item, dict) else item
+            out.append(envelope_from_dict(data))
+        except DecisionGraphError as exc:
+            raise exc.with_details(index=index) from None
+    return out

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import httpx
 
 from decisiongraph.core.clock import Clock, format_timestamp, system_clock
-from decisiongraph.core.envelope import EventEnvelope, StoredEvent
+from decisiongraph.core.envelope import EventEnvelope, StoredEvent, envelopes_from
 from decisiongraph.core.errors import DecisionGraphError, NotFoundError
 from decisiongraph.core.event_types import TRACE_STARTED
 from decisiongraph.core.helpers import ActorLike, EventHelpers, SourceLike, TraceScope
@@ -37,7 +37,7 @@ from decisiongraph.query.traces import TracePage, TraceSummary
 from decisiongraph.runtime.health import ProjectionStatus
 from decisiongraph.sdk import calls
 from decisiongraph.sdk.batcher import Batcher, auth_headers, open_buffered
-from decisiongraph.sdk.client import SseParser, batch_body, envelopes_of
+from decisiongraph.sdk.client import SseParser, batch_body
 from decisiongraph.sdk.errors import RETRYABLE_STATUSES, error_from_response
 from decisiongraph.sdk.ids import new_uuid4
 from decisiongraph.sdk.results import AppendResult, SpooledEvent, appended_event, stored_event
@@ -181,7 +181,7 @@ class AsyncClient(EventHelpers[Awaitable[AppendResult]]):
     async def append_events(
         self, envelopes: Iterable[EventEnvelope | Mapping[str, Any]]
     ) -> list[StoredEvent]:
-        items = envelopes_of(envelopes)
+        items = envelopes_from(envelopes)
         response = await self._request("POST", "/api/v1/events", content=batch_body(items))
         receipts = response.json()["events"]
         return [appended_event(e, r) for e, r in zip(items, receipts, strict=True)]

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import httpx
 
 from decisiongraph.core.clock import Clock, format_timestamp, system_clock
-from decisiongraph.core.envelope import EventEnvelope, StoredEvent, envelope_from_dict
+from decisiongraph.core.envelope import EventEnvelope, StoredEvent, envelopes_from
 from decisiongraph.core.errors import DecisionGraphError, NotFoundError
 from decisiongraph.core.event_types import TRACE_STARTED
 from decisiongraph.core.helpers import ActorLike, EventHelpers, SourceLike
@@ -45,20 +45,6 @@ from decisiongraph.sdk.results import AppendResult, SpooledEvent, appended_event
 from decisiongraph.sdk.retry import RetryPolicy
 
 T = TypeVar("T")
-
-
-def envelopes_of(items: Iterable[EventEnvelope | Mapping[str, Any]]) -> list[EventEnvelope]:
-    """Envelopes from envelopes or their JSON form; a bad one is named by index."""
-    out: list[EventEnvelope] = []
-    for index, item in enumerate(items):
-        if isinstance(item, EventEnvelope):
-            out.append(item)
-            continue
-        try:
-            out.append(envelope_from_dict(dict(item)))
-        except DecisionGraphError as exc:
-            raise exc.with_details(index=index) from None
-    return out
 
 
 def batch_body(envelopes: Sequence[EventEnvelope]) -> bytes:
@@ -210,7 +196,7 @@ class Client(EventHelpers[AppendResult]):
     ) -> list[StoredEvent]:
         """Append fully specified envelopes in one transaction (≤ 1,000), at once
         (also on a buffered client)."""
-        items = envelopes_of(envelopes)
+        items = envelopes_from(envelopes)
         response = self._request("POST", "/api/v1/events", content=batch_body(items))
         receipts = response.json()["events"]
         return [appended_event(e, r) for e, r in zip(items, receipts, strict=True)]

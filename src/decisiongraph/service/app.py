@@ -20,7 +20,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from decisiongraph.core.envelope import envelope_from_dict
+from decisiongraph.core.envelope import envelopes_from
 from decisiongraph.core.errors import DecisionGraphError, InvalidArgumentError
 from decisiongraph.query import events as event_queries
 from decisiongraph.query.graph import (
@@ -253,12 +253,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 )
         else:
             items = [document]
-        envelopes = []
-        for index, item in enumerate(items):
-            try:
-                envelopes.append(envelope_from_dict(item))
-            except DecisionGraphError as exc:
-                raise exc.with_details(index=index) from None
+        envelopes = envelopes_from(items)
         stored = await call(
             request, "events:write", lambda store, tenant: store.append(tenant, envelopes), who
         )
