@@ -70,6 +70,7 @@ class SQLiteEventStore(SqlEventStore):
         self._lock = threading.RLock()
         self._read_only = read_only
         self._cache = AppendCache()
+        self._private = path == ":memory:"
         try:
             if read_only:
                 uri = f"file:{Path(path).resolve()}?mode=ro"
@@ -155,8 +156,11 @@ class SQLiteEventStore(SqlEventStore):
             finally:
                 cur.close()
 
-    @staticmethod
-    def _data_version(cur: sqlite3.Cursor) -> int:
+    def _data_version(self, cur: sqlite3.Cursor) -> int:
+        """What moves when another connection commits (never, for a private
+        in-memory database, which no other connection can open)."""
+        if self._private:
+            return 0
         return int(cur.execute("PRAGMA data_version").fetchone()[0])
 
     def _stage_append(
@@ -173,11 +177,12 @@ class SQLiteEventStore(SqlEventStore):
     def _cached_trace_head(self, tenant_id: str, trace_id: str) -> TraceHead | None:
         """The trace's last event if this connection's own appends know it."""
         with self._lock:
-            cur = self._conn.cursor()
-            try:
-                self._cache.validate(self._data_version(cur))
-            finally:
-                cur.close()
+            if not self._private:
+                cur = self._conn.cursor()
+                try:
+                    self._cache.validate(self._data_version(cur))
+                finally:
+                    cur.close()
             return self._cache.trace_head(tenant_id, trace_id)
 
     def get_next_trace_seq(self, tenant_id: str, trace_id: str) -> int:
