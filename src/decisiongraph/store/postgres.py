@@ -201,23 +201,18 @@ class PostgresEventStore(SqlEventStore):
         self, cur: psycopg.Cursor[Any], expected: int
     ) -> Iterator[Callable[[Row], None]]:
         """Batches stream into COPY as they are planned, so the server indexes
-        rows while Python still hashes the rest; a lone event is an INSERT."""
+        rows while Python still hashes the rest; a lone event is an INSERT
+        (COPY costs an extra round trip)."""
         if expected == 1:
-            rows: list[Row] = []
-            yield rows.append
-            if rows:
-                self._insert_events(cur, rows)
+            with super()._event_sink(cur, expected) as sink:
+                yield sink
             return
         with cur.copy(_COPY) as copy:
             yield copy.write_row
 
     def _insert_events(self, cur: psycopg.Cursor[Any], rows: Sequence[Row]) -> None:
-        if len(rows) == 1:
-            cur.execute(_INSERT, rows[0])
-            return
-        with cur.copy(_COPY) as copy:
-            for row in rows:
-                copy.write_row(row)
+        for row in rows:  # only a lone event gets here (see _event_sink)
+            cur.execute(_INSERT, row)
 
     # Set-based projection writes: one statement per table and batch, the
     # rows passed as one array per column (executemany pays a protocol round
