@@ -199,11 +199,10 @@ def _first_float(payload: Any, text: str) -> str | None:
     involved. Anything else takes the precise walk, which names the path.
     """
     try:
-        decoded = _FLOAT_GUARD.raw_decode(text)[0]
+        if _FLOAT_GUARD.raw_decode(text)[0] == payload:
+            return None
     except _FloatSeen:
-        return _scan(payload, "$.payload")
-    if decoded == payload:
-        return None
+        pass
     return _scan(payload, "$.payload")
 
 
