@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
+from collections import OrderedDict
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from decisiongraph.core.canonical_json import compiled, json_d, json_p
+from decisiongraph.core.canonical_json import (
+    compiled,
+    json_d,
+    json_d_data,
+    json_p,
+    json_p_data,
+    loads,
+)
 from decisiongraph.core.hashing import payload_hash, sha256_text
 from decisiongraph.core.validation import validate_envelope
 from decisiongraph.projections.digests import (
@@ -219,3 +228,60 @@ def test_compiled_encoder_recovers_after_a_failure() -> None:
     # Stale markers must not make the same, now valid, value look circular.
     assert encode(box) == '{"a": [1, 2]}'
     assert encode({"b": loop["self"] is loop}) == '{"b": true}'
+
+
+# Float-free JSON data as stores and projections hold it: every code point but
+# lone surrogates (which are not storable), integers of any size.
+_DATA = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.integers(min_value=2**63 - 3) | st.text(),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.tuples(inner, inner)
+        | st.dictionaries(st.text(), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(_DATA)
+def test_data_encoders_write_exactly_what_the_spec_encoders_write(value: Any) -> None:
+    assert json_p_data(value) == json_p(value)
+    assert json_d_data(value) == json_d(value)
+
+
+@given(_DATA)
+def test_loads_reads_back_exactly_what_the_stdlib_reads(value: Any) -> None:
+    for text in (json_p(value), json_d(value), json.dumps(value)):
+        decoded = loads(text)
+        assert decoded == json.loads(text)
+        assert json_p(decoded) == json_p(json.loads(text))  # ints stay ints, not floats
+        assert loads(text.encode("utf-8")) == decoded
+
+
+class _Level(enum.IntEnum):
+    HIGH = 3
+
+
+def test_data_encoders_hand_what_orjson_cannot_write_alike_to_the_stdlib() -> None:
+    awkward: dict[str, Any] = {
+        "huge": 2**70,
+        "tiny": -(2**64),
+        "enum": _Level.HIGH,
+        "ordered": OrderedDict([("b", 1), ("a", 2)]),
+        "lone": "\ud800x",
+        "del": "\x7f",
+    }
+    assert json_p_data(awkward) == json_p(awkward)
+    assert json_d_data(awkward) == json_d(awkward)
+    assert json_d_data(awkward).isascii()
+
+
+def test_loads_keeps_big_integers_and_accepts_what_the_stdlib_accepts() -> None:
+    assert loads('{"n": 123456789012345678901234567890}') == {"n": 123456789012345678901234567890}
+    assert loads("[-18446744073709551616]") == [-(2**64)]
+    assert loads('"\\ud800"') == "\ud800"  # a lone surrogate escape
+    nan = loads("[NaN]")[0]
+    assert nan != nan
+    for bad in ("", "{", '{"a":1} x', b"\xff"):
+        with pytest.raises(ValueError):
+            loads(bad)

@@ -4,15 +4,25 @@ Both are exactly CPython's encoder with sorted keys and compact separators:
 JSON-P keeps non-ASCII raw (payload hashes), JSON-D escapes it (digests).
 ``sort_keys`` in CPython compares ``str`` objects by code point, which is the
 ordering the spec demands (not RFC 8785's UTF-16 order).
+
+:func:`json_p` and :func:`json_d` accept any Python value the way the stdlib
+does. The ``*_data`` variants are for values already known to be float-free
+JSON data (validated payloads, rows read back from a store, projection rows):
+they write the same text through orjson, about four times faster, and fall
+back to the stdlib for what orjson cannot write identically (integers beyond
+64 bits, subclasses of the JSON types). :func:`loads` is the matching decoder.
 """
 
 from __future__ import annotations
 
 import json
 import json.encoder
+import re
 import threading
 from collections.abc import Callable
 from typing import Any
+
+import orjson
 
 Encode = Callable[[Any], str]
 
@@ -70,8 +80,6 @@ def compiled(encoder: json.JSONEncoder) -> Encode:
 
 _P = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False)
 _D = json.JSONEncoder(ensure_ascii=True, sort_keys=True, separators=(",", ":"), allow_nan=False)
-_STORAGE = json.JSONEncoder(ensure_ascii=False, sort_keys=True, allow_nan=False)
-_TAGS = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
 _encode_p = compiled(_P)
 _encode_d = compiled(_D)
 
@@ -86,11 +94,59 @@ def json_d(value: Any) -> str:
     return _encode_d(value)
 
 
-def storage_payload_json(payload: Any) -> str:
-    """The ``payload_json`` column: sorted keys, default ``", "``/``": "`` separators."""
-    return _STORAGE.encode(payload)
+# Subclasses (IntEnum, OrderedDict, ...) go to ``default``, which is absent,
+# so orjson raises and the stdlib writes them exactly as it always has.
+_ORJSON_OPTIONS = (
+    orjson.OPT_SORT_KEYS
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+)
+# What ``ensure_ascii`` escapes beyond orjson's output: DEL and non-ASCII,
+# which in JSON text only ever occur inside strings.
+_NOT_PRINTABLE_ASCII = re.compile("[\x7f-\U0010ffff]")
+# Integer tokens orjson would decode as floats (beyond 64 bits); a match
+# inside a string only sends the text down the stdlib path.
+_LONG_DIGITS = re.compile(r"\d{19}")
+_LONG_DIGIT_BYTES = re.compile(rb"[0-9]{19}")
 
 
-def storage_tags_json(tags: Any) -> str:
-    """The ``tags_json`` column: the tags in given order, default separators."""
-    return _TAGS.encode(list(tags))
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 | (code >> 10):04x}\\u{0xDC00 | (code & 0x3FF):04x}"
+
+
+def json_p_data(value: Any) -> str:
+    """:func:`json_p` of float-free JSON data, identical output, faster."""
+    try:
+        return orjson.dumps(value, option=_ORJSON_OPTIONS).decode()
+    except TypeError:  # orjson.JSONEncodeError: a big integer or a subclass
+        return _encode_p(value)
+
+
+def json_d_data(value: Any) -> str:
+    """:func:`json_d` of float-free JSON data, identical output, faster."""
+    text = json_p_data(value)
+    if text.isascii() and "\x7f" not in text:
+        return text
+    return _NOT_PRINTABLE_ASCII.sub(_escape, text)
+
+
+def loads(text: str | bytes) -> Any:
+    """``json.loads``, through orjson when that gives the very same value.
+
+    orjson turns integers beyond 64 bits into floats and refuses NaN literals
+    and lone surrogate escapes; such texts take the stdlib path.
+    """
+    long_digits = (
+        _LONG_DIGITS.search(text) if isinstance(text, str) else _LONG_DIGIT_BYTES.search(text)
+    )
+    if long_digits:
+        return json.loads(text)
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)

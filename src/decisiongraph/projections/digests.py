@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from decisiongraph.core.canonical_json import json_d
+from decisiongraph.core.canonical_json import json_d_data
 from decisiongraph.core.hashing import DIGEST_PREFIX, sha256_text
 
 
@@ -43,7 +43,7 @@ def _feed_array(hasher: Any, rows: Iterable[_DigestRow]) -> None:
         if not first:
             hasher.update(b",")
         first = False
-        hasher.update(json_d(row.digest_dict()).encode("ascii"))
+        hasher.update(json_d_data(row.digest_dict()).encode("ascii"))
     hasher.update(b"]")
 
 

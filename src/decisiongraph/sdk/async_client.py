@@ -14,7 +14,6 @@ envelope and a queue hand-off; ``await flush()`` waits in a worker thread.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
 from types import TracebackType
@@ -22,6 +21,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from decisiongraph.core.canonical_json import loads
 from decisiongraph.core.clock import Clock, format_timestamp, system_clock
 from decisiongraph.core.envelope import EventEnvelope, StoredEvent, envelopes_from
 from decisiongraph.core.errors import DecisionGraphError, NotFoundError
@@ -475,7 +475,7 @@ class AsyncClient(EventHelpers[Awaitable[AppendResult]]):
                         if data is None:
                             last = event_id if last is None else last
                         elif event_id is not None:
-                            event = stored_event(json.loads(data))
+                            event = stored_event(loads(data))
                             last = event.log_seq
                             yield event
             except httpx.TransportError:

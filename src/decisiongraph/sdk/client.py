@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from decisiongraph.core.canonical_json import loads
 from decisiongraph.core.clock import Clock, format_timestamp, system_clock
 from decisiongraph.core.envelope import EventEnvelope, StoredEvent, envelopes_from
 from decisiongraph.core.errors import DecisionGraphError, NotFoundError
@@ -536,7 +537,7 @@ class Client(EventHelpers[AppendResult]):
                         if data is None:
                             last = event_id if last is None else last
                         elif event_id is not None:  # (no id: projection status news)
-                            event = stored_event(json.loads(data))
+                            event = stored_event(loads(data))
                             last = event.log_seq
                             yield event
             except httpx.TransportError:

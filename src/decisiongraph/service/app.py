@@ -20,6 +20,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from decisiongraph.core.canonical_json import loads
 from decisiongraph.core.envelope import envelopes_from
 from decisiongraph.core.errors import DecisionGraphError, InvalidArgumentError
 from decisiongraph.query import events as event_queries
@@ -239,7 +240,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         who = await run_in_threadpool(principal, request, "events:write")
         raw = await request.body()
         try:
-            document = json.loads(raw)
+            document = loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ServiceError(f"Malformed JSON: {exc}", code=MALFORMED_JSON) from exc
         if isinstance(document, dict) and "events" in document and "event_id" not in document:

@@ -10,19 +10,18 @@ to the spec; it changes no digest.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from decisiongraph.core.canonical_json import json_p
-from decisiongraph.core.hashing import GENESIS_CHAIN_HASH, payload_hash, sha256_text
+from decisiongraph.core.canonical_json import json_p_data, loads
+from decisiongraph.core.hashing import GENESIS_CHAIN_HASH, sha256_text
 from decisiongraph.store.columns import CHAIN_FIELDS
 
 
 def link_hash(previous: str, content: Sequence[Any]) -> str:
     """The chain hash of one row (values in ``CHAIN_FIELDS`` order)."""
-    return sha256_text(previous + "\n" + json_p(content))
+    return sha256_text(previous + "\n" + json_p_data(content))
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,10 +48,10 @@ def verify_rows(
         if seq != expected_seq:
             return ChainProblem(tenant_id, expected_seq, f"log_seq {expected_seq} is missing")
         try:
-            payload = json.loads(row["payload_json"])
+            payload = loads(row["payload_json"])
         except ValueError:
             return ChainProblem(tenant_id, seq, "payload_json is not valid JSON")
-        if payload_hash(payload) != row["payload_hash"]:
+        if sha256_text(json_p_data(payload)) != row["payload_hash"]:
             return ChainProblem(tenant_id, seq, "payload does not match payload_hash")
         content = [row[name] for name in CHAIN_FIELDS]
         computed = link_hash(previous, content)

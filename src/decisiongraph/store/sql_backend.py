@@ -14,6 +14,7 @@ from contextlib import AbstractContextManager, contextmanager
 from functools import lru_cache
 from typing import Any
 
+from decisiongraph.core.canonical_json import loads
 from decisiongraph.core.clock import Clock, format_timestamp, system_clock
 from decisiongraph.core.envelope import StoredEvent
 from decisiongraph.core.errors import (
@@ -42,9 +43,6 @@ PRECEDENT_COLS = (
 LOOKUP_CHUNK = 400
 
 
-_DECODE = json.JSONDecoder().raw_decode  # stored JSON has no surrounding whitespace
-
-
 @lru_cache(maxsize=4096)
 def _source(producer_id: str, system: str, subsystem: str | None) -> SourceRef:
     return SourceRef(producer_id, system, subsystem)
@@ -67,9 +65,7 @@ def event_from_row(row: Sequence[Any]) -> StoredEvent:
     decoded forms are shared; replays decode millions of rows.
     """
     try:
-        payload, end = _DECODE(row[17])
-        if end != len(row[17]):
-            raise ValueError("trailing data after the payload")
+        payload = loads(row[17])
         tags = () if row[19] == "[]" else _tags(row[19])
     except (ValueError, TypeError) as exc:
         raise StorageError(f"Corrupt stored JSON at log_seq {row[1]}: {exc}") from exc
