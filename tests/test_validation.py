@@ -13,8 +13,15 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from decisiongraph.core.envelope import EventEnvelope, envelope_from_dict
+from decisiongraph.core.envelope import (
+    EventEnvelope,
+    _checked_envelope,
+    _well_formed,
+    envelope_from_dict,
+)
 from decisiongraph.core.errors import DecisionGraphError
 from decisiongraph.core.helpers import EventHelpers
 from decisiongraph.core.refs import ActorRef, SourceRef
@@ -576,3 +583,38 @@ def test_envelope_from_dict_defaults_and_non_objects() -> None:
     # The payload's shape is left to validation, which runs in spec order.
     odd = envelope_from_dict({**BASE.to_dict(), "payload": ["x"]})
     assert code(odd) == SCHEMA
+
+
+_FIELD_VALUES = st.sampled_from(
+    [None, "", "x", 0, 3, -1, True, 2.5, [], ["a"], ["a", 1], {}, {"k": "v"}, ("t",)]
+)
+_FIELDS = st.sampled_from(
+    ["event_id", "trace_id", "trace_seq", "event_type", "occurred_at", "idempotency_key",
+     "correlation_id", "causation_event_id", "schema_version", "tags", "payload",
+     "source", "actor", "source.producer_id", "source.system", "source.subsystem",
+     "actor.actor_type", "actor.actor_id"]
+)  # fmt: skip
+
+
+@given(st.lists(st.tuples(_FIELDS, _FIELD_VALUES | st.just(...)), max_size=3))
+def test_the_fast_envelope_path_agrees_with_the_checked_one(
+    changes: list[tuple[str, Any]],
+) -> None:
+    """Whatever the fast path builds, the checked path builds too; whatever it
+    declines, the checked path builds or refuses on its own."""
+    data = BASE.to_dict()
+    for field, value in changes:
+        parent, _, key = field.rpartition(".")
+        target = data[parent] if parent and isinstance(data.get(parent), dict) else data
+        if value is ...:
+            target.pop(key or field, None)
+        else:
+            target[key or field] = value
+    fast = _well_formed(data)
+    try:
+        checked = _checked_envelope(data)
+    except DecisionGraphError as exc:
+        assert fast is None
+        assert exc.code == INVALID
+        return
+    assert fast is None or fast == checked

@@ -132,6 +132,59 @@ def envelope_from_dict(data: Any) -> EventEnvelope:
     """Build an envelope from decoded JSON, rejecting structural errors."""
     if not isinstance(data, dict):
         raise InvalidArgumentError("An event envelope must be a JSON object")
+    built = _well_formed(data)
+    return built if built is not None else _checked_envelope(data)
+
+
+def _well_formed(data: dict[str, Any]) -> EventEnvelope | None:
+    """The envelope, when every field is plainly right (the usual case);
+    otherwise None, and :func:`_checked_envelope` names the first problem."""
+    get: Any = data.get  # values are checked below, before use
+    source, actor, tags = get("source"), get("actor"), get("tags")
+    if not (isinstance(source, dict) and isinstance(actor, dict) and "payload" in data):
+        return None
+    in_source: Any = source.get
+    in_actor: Any = actor.get
+    strings = (
+        get("event_id"),
+        get("trace_id"),
+        get("event_type"),
+        get("occurred_at"),
+        get("idempotency_key"),
+        in_source("producer_id"),
+        in_source("system"),
+        in_actor("actor_type"),
+        in_actor("actor_id"),
+    )
+    optional = (get("correlation_id"), get("causation_event_id"), in_source("subsystem"))
+    trace_seq, schema_version = get("trace_seq"), get("schema_version", 1)
+    if not (
+        all(isinstance(value, str) for value in strings)
+        and all(value is None or isinstance(value, str) for value in optional)
+        and type(trace_seq) is int
+        and trace_seq >= 0
+        and type(schema_version) is int
+        and (tags is None or (isinstance(tags, list) and all(isinstance(t, str) for t in tags)))
+    ):
+        return None
+    return EventEnvelope(
+        strings[0],
+        strings[1],
+        trace_seq,
+        strings[2],
+        strings[3],
+        SourceRef(strings[5], strings[6], optional[2]),
+        ActorRef(strings[7], strings[8]),
+        strings[4],
+        data["payload"],
+        optional[0],
+        optional[1],
+        schema_version,
+        tuple(tags) if tags else (),
+    )
+
+
+def _checked_envelope(data: dict[str, Any]) -> EventEnvelope:
     strings = {key: _str_field(data, key, optional=False, where="") for key in _REQUIRED_STR}
     trace_seq = _int_field(data, "trace_seq", None)
     if trace_seq < 0:

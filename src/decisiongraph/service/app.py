@@ -54,6 +54,7 @@ from decisiongraph.service.pool import StorePool
 from decisiongraph.service.ratelimit import RateLimiter
 from decisiongraph.service.settings import Settings
 from decisiongraph.store.migrations import migration_files
+from decisiongraph.store.postgres import is_postgres_url
 
 log = logging.getLogger("decisiongraph.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -117,6 +118,12 @@ class BodyLimit:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    # One SQLite connection serializes every write, so the cheapest way to
+    # keep projections current is the embedded library's: project in the
+    # append's own transaction (when they were current; the workers catch up
+    # otherwise). PostgreSQL appends leave projection to the workers, which
+    # may run on other machines.
+    project_on_append = not is_postgres_url(settings.db)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -236,7 +243,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         },
         summary="Append one event, or up to 1,000 in one transaction",
     )
-    async def post_events(request: Request) -> m.AppendResponse:
+    async def post_events(request: Request) -> Response:
         who = await run_in_threadpool(principal, request, "events:write")
         raw = await request.body()
         try:
@@ -256,12 +263,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             items = [document]
         envelopes = envelopes_from(items)
         stored = await call(
-            request, "events:write", lambda store, tenant: store.append(tenant, envelopes), who
+            request,
+            "events:write",
+            lambda store, tenant: store.append(tenant, envelopes, project=project_on_append),
+            who,
         )
         fresh = sum(1 for event in stored if not event.repeated)
         if fresh:
             metrics.appended.labels(who.tenant_id).inc(fresh)
-        return m.AppendResponse(events=[m.AppendedEvent.of(event) for event in stored])
+        return Response(m.AppendResponse.encode(stored), media_type="application/json")
 
     # -- reads ---------------------------------------------------------------
     @app.get("/api/v1/traces/{trace_id}", response_model=m.TraceSummaryOut)

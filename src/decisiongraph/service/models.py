@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, Field
 
 from decisiongraph.core.envelope import StoredEvent
@@ -62,25 +63,37 @@ class AppendedEvent(BaseModel):
     chain_hash: str
     repeated: bool
 
-    @classmethod
-    def of(cls, event: StoredEvent) -> AppendedEvent:
-        return cls(
-            tenant_id=event.tenant_id,
-            log_seq=event.log_seq,
-            trace_id=event.trace_id,
-            trace_seq=event.trace_seq,
-            event_id=event.event_id,
-            event_type=event.event_type,
-            occurred_at=event.occurred_at,
-            recorded_at=event.recorded_at,
-            payload_hash=event.payload_hash,
-            chain_hash=event.chain_hash,
-            repeated=event.repeated,
-        )
-
 
 class AppendResponse(BaseModel):
     events: list[AppendedEvent]
+
+    @staticmethod
+    def encode(events: list[StoredEvent]) -> bytes:
+        """The JSON body of an ``AppendResponse`` of ``events``.
+
+        Byte for byte what the model would write, without building a model
+        per event: the ingest route answers up to 1,000 events per request.
+        """
+        return orjson.dumps(
+            {
+                "events": [
+                    {
+                        "tenant_id": event.tenant_id,
+                        "log_seq": event.log_seq,
+                        "trace_id": event.trace_id,
+                        "trace_seq": event.trace_seq,
+                        "event_id": event.event_id,
+                        "event_type": event.event_type,
+                        "occurred_at": event.occurred_at,
+                        "recorded_at": event.recorded_at,
+                        "payload_hash": event.payload_hash,
+                        "chain_hash": event.chain_hash,
+                        "repeated": event.repeated,
+                    }
+                    for event in events
+                ]
+            }
+        )
 
 
 class EventOut(BaseModel):

@@ -9,7 +9,9 @@ connection has committed (the backend checks, e.g. SQLite's
 ``PRAGMA data_version``) and is emptied by every other kind of write.
 
 Entries are staged during a transaction and kept only once it commits, so a
-rolled-back append leaves nothing behind.
+rolled-back append leaves nothing behind. Lookups see what is staged: a
+transaction holding several appends (group commit) plans each on top of the
+ones before it, and an append rolled back to its savepoint drops its stage.
 """
 
 from __future__ import annotations
@@ -46,13 +48,22 @@ class AppendCache:
 
     # -- lookups -------------------------------------------------------------
     def log_head(self, tenant_id: str) -> tuple[int, str] | None:
+        for tenant, last_log_seq, chain_hash, _, _ in reversed(self._staged):
+            if tenant == tenant_id:
+                return (last_log_seq, chain_hash)
         return self._log_heads.get(tenant_id)
 
     def trace_head(self, tenant_id: str, trace_id: str) -> TraceHead | None:
+        for tenant, _, _, heads, _ in reversed(self._staged):
+            if tenant == tenant_id and trace_id in heads:
+                return heads[trace_id]
         return self._traces.get((tenant_id, trace_id))
 
     def projections_current(self, tenant_id: str, log_seq: int) -> bool:
         """Whether every projection of the tenant is known to stand at ``log_seq``."""
+        for tenant, last_log_seq, _, _, projected in reversed(self._staged):
+            if tenant == tenant_id:
+                return projected and last_log_seq == log_seq
         return self._projected.get(tenant_id) == log_seq
 
     # -- updates ---------------------------------------------------------------
@@ -88,3 +99,10 @@ class AppendCache:
 
     def rollback(self) -> None:
         self._staged.clear()
+
+    def mark(self) -> int:
+        """A point to roll the stage back to (taken with a savepoint)."""
+        return len(self._staged)
+
+    def rollback_to(self, mark: int) -> None:
+        del self._staged[mark:]

@@ -32,7 +32,7 @@ from decisiongraph.store.sql_backend import (
 )
 
 
-class _KeyTaken(Exception):
+class KeyTaken(Exception):
     """An optimistic append hit a stored idempotency key: redo it exactly."""
 
 
@@ -60,10 +60,7 @@ class SqlLog(SqlBackend):
             return []
         recorded_at = self._now()
         try:
-            try:
-                plan, projected = self._append_items(tenant_id, items, recorded_at, project, False)
-            except _KeyTaken:
-                plan, projected = self._append_items(tenant_id, items, recorded_at, project, True)
+            plan, projected = self._commit_append(tenant_id, items, recorded_at, project)
         except DecisionGraphError:
             raise
         except Exception as exc:
@@ -81,60 +78,75 @@ class SqlLog(SqlBackend):
             self.project_pending(tenant_id, until_log_seq=target)
         return plan.results
 
-    def _append_items(
+    def _commit_append(
+        self, tenant_id: str, items: Sequence[ValidatedEvent], recorded_at: str, project: bool
+    ) -> tuple[AppendPlan, bool]:
+        """Append in a transaction of its own, optimistically first.
+
+        A backend may instead share one transaction among concurrent appends
+        (SQLite's group commit), each under a savepoint.
+        """
+        try:
+            with self._append_txn() as cur:
+                return self._append_in(cur, tenant_id, items, recorded_at, project, probe=False)
+        except KeyTaken:
+            with self._append_txn() as cur:
+                return self._append_in(cur, tenant_id, items, recorded_at, project, probe=True)
+
+    def _append_in(
         self,
+        cur: Cursor,
         tenant_id: str,
         items: Sequence[ValidatedEvent],
         recorded_at: str,
         project: bool,
+        *,
         probe: bool,
     ) -> tuple[AppendPlan, bool]:
-        """One append transaction; ``probe`` looks up the idempotency keys first.
+        """One append inside an open transaction; ``probe`` looks up the
+        idempotency keys first.
 
         Without ``probe`` the batch is planned as if none of its keys were
         stored, the usual case, and the unique index has the last word: a
         plan error or a taken key sends the caller back (via
-        :class:`_KeyTaken`) to the exact path, so outcomes never differ.
+        :class:`KeyTaken`) to the exact path, so outcomes never differ.
         Rows go to the backend's sink as they are planned (PostgreSQL copies
         them while the rest of the batch is still being hashed).
         """
         projected = False
-        with self._append_txn() as cur:
-            head = self._lock_log_head(cur, tenant_id)
-            trace_ids = list(dict.fromkeys(item.envelope.trace_id for item in items))
-            heads = self._trace_heads(cur, tenant_id, trace_ids)
-            existing = {}
+        head = self._lock_log_head(cur, tenant_id)
+        trace_ids = list(dict.fromkeys(item.envelope.trace_id for item in items))
+        heads = self._trace_heads(cur, tenant_id, trace_ids)
+        existing = {}
+        if probe:
+            keys = [idem_key(item) for item in items]
+            existing = self._find_existing(cur, tenant_id, keys)
+        try:
+            with self._event_sink(cur, len(items)) as sink:
+                plan = plan_append(tenant_id, items, existing, heads, head, recorded_at, emit=sink)
+        except DecisionGraphError:
             if probe:
-                keys = [idem_key(item) for item in items]
-                existing = self._find_existing(cur, tenant_id, keys)
-            try:
-                with self._event_sink(cur, len(items)) as sink:
-                    plan = plan_append(
-                        tenant_id, items, existing, heads, head, recorded_at, emit=sink
-                    )
-            except DecisionGraphError:
-                if probe:
-                    raise
-                raise _KeyTaken from None  # perhaps a retry of stored events
-            except Exception as exc:
-                if not probe and _is_key_taken(self._translate_error(exc)):
-                    raise _KeyTaken from exc
                 raise
-            if plan.rows:
-                self._x(
-                    cur,
-                    "UPDATE dg_log_head SET last_log_seq = ?, chain_hash = ? WHERE tenant_id = ?",
-                    (plan.last_log_seq, plan.last_chain_hash, tenant_id),
-                )
-                self._announce(cur, tenant_id, plan.last_log_seq)
-                if project:
-                    projected = self._project_inline(cur, tenant_id, head[0], plan.results, heads)
-                after = {
-                    event.trace_id: (event.trace_seq, event.event_type)
-                    for event in plan.results
-                    if not event.repeated
-                }
-                self._stage_append(tenant_id, plan, after, projected)
+            raise KeyTaken from None  # perhaps a retry of stored events
+        except Exception as exc:
+            if not probe and _is_key_taken(self._translate_error(exc)):
+                raise KeyTaken from exc
+            raise
+        if plan.rows:
+            self._x(
+                cur,
+                "UPDATE dg_log_head SET last_log_seq = ?, chain_hash = ? WHERE tenant_id = ?",
+                (plan.last_log_seq, plan.last_chain_hash, tenant_id),
+            )
+            self._announce(cur, tenant_id, plan.last_log_seq)
+            if project:
+                projected = self._project_inline(cur, tenant_id, head[0], plan.results, heads)
+            after = {
+                event.trace_id: (event.trace_seq, event.event_type)
+                for event in plan.results
+                if not event.repeated
+            }
+            self._stage_append(tenant_id, plan, after, projected)
         return plan, projected
 
     def _explain_storage_failure(

@@ -2,13 +2,15 @@
 
 One connection serves the process, guarded by a lock; writes use
 ``BEGIN IMMEDIATE`` so the database-wide write lock is the tenant append lock,
-which keeps log_seq gap-free and in commit order.
+which keeps log_seq gap-free and in commit order. Concurrent appends share
+transactions (see :mod:`decisiongraph.store.group_commit`).
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,12 +25,15 @@ from decisiongraph.core.errors import (
 )
 from decisiongraph.core.event_types import TRACE_FINISHED
 from decisiongraph.core.hashing import GENESIS_CHAIN_HASH
+from decisiongraph.core.validation import ValidatedEvent
 from decisiongraph.store.append_cache import AppendCache
 from decisiongraph.store.append_plan import AppendPlan, Row, TraceHead
 from decisiongraph.store.columns import EVENT_COLUMNS
+from decisiongraph.store.group_commit import QueuedAppend, take_group
 from decisiongraph.store.migrations import migration_files
 from decisiongraph.store.sql_backend import chunks
 from decisiongraph.store.sql_base import SqlEventStore
+from decisiongraph.store.sql_log import KeyTaken
 
 _INSERT = (
     f"INSERT INTO dg_event_log ({', '.join(EVENT_COLUMNS)}) "
@@ -70,6 +75,7 @@ class SQLiteEventStore(SqlEventStore):
         self._lock = threading.RLock()
         self._read_only = read_only
         self._cache = AppendCache()
+        self._queue: deque[QueuedAppend] = deque()
         self._private = path == ":memory:"
         try:
             if read_only:
@@ -155,6 +161,57 @@ class SQLiteEventStore(SqlEventStore):
                 self._cache.commit()
             finally:
                 cur.close()
+
+    def _commit_append(
+        self, tenant_id: str, items: Sequence[ValidatedEvent], recorded_at: str, project: bool
+    ) -> tuple[AppendPlan, bool]:
+        """Queue the append; whoever holds the connection next writes the queue."""
+        request = QueuedAppend(tenant_id, items, recorded_at, project)
+        self._queue.append(request)
+        with self._lock:
+            while not request.done:
+                self._write_queued()
+        return request.outcome()
+
+    def _write_queued(self) -> None:
+        """One transaction for the queued appends, a savepoint each."""
+        group = take_group(self._queue)
+        try:
+            with self._append_txn() as cur:
+                for request in group:
+                    self._append_saved(cur, request)
+        except BaseException as exc:  # nothing of the group was committed
+            failure = (
+                exc if isinstance(exc, Exception) else StorageError("The append was interrupted")
+            )
+            for request in group:
+                request.result = None
+                request.error = request.error or failure
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            for request in group:
+                request.done = True
+
+    def _append_saved(self, cur: sqlite3.Cursor, request: QueuedAppend) -> None:
+        """One append of a group; its failure undoes only its own writes."""
+        args = (cur, request.tenant_id, request.items, request.recorded_at, request.project)
+        mark = self._cache.mark()
+        cur.execute("SAVEPOINT dg_append")
+        try:
+            try:
+                request.result = self._append_in(*args, probe=False)
+            except KeyTaken:
+                self._roll_back_to(cur, mark)
+                request.result = self._append_in(*args, probe=True)
+        except Exception as exc:
+            self._roll_back_to(cur, mark)
+            request.error = exc
+        cur.execute("RELEASE dg_append")
+
+    def _roll_back_to(self, cur: sqlite3.Cursor, mark: int) -> None:
+        cur.execute("ROLLBACK TO dg_append")
+        self._cache.rollback_to(mark)
 
     def _data_version(self, cur: sqlite3.Cursor) -> int:
         """What moves when another connection commits (never, for a private
