@@ -1,0 +1,153 @@
+"""SQLite group commit: appends queued behind the connection share one
+transaction, yet each succeeds or fails alone and builds on the ones before.
+
+Each test holds the store's connection lock, queues appends from threads,
+waits until they are all queued, and lets go: the next holder of the lock
+then writes the whole queue in one transaction, which makes the grouping
+deterministic rather than a matter of timing.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from decisiongraph.core.envelope import EventEnvelope, StoredEvent
+from decisiongraph.core.errors import DecisionGraphError
+from decisiongraph.facade import DecisionGraph
+from decisiongraph.store.sqlite import SQLiteEventStore
+from tests.contract.helpers import envelope, full_trace
+
+T = "default"
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> Iterator[SQLiteEventStore]:
+    opened = SQLiteEventStore(tmp_path / "group.db")
+    yield opened
+    opened.close()
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.005)
+
+
+class Grouped:
+    """Appends queued while the test holds the connection, then let go at once."""
+
+    def __init__(self, store: SQLiteEventStore, project: bool = False) -> None:
+        self.store = store
+        self.project = project
+        self.results: dict[int, list[StoredEvent] | DecisionGraphError] = {}
+        self.threads: list[threading.Thread] = []
+        self.commits = 0
+
+    def queue(self, batch: Sequence[EventEnvelope]) -> None:
+        """Start an append and wait until it is queued (so queue order is known)."""
+        index = len(self.threads)
+
+        def run() -> None:
+            try:
+                self.results[index] = self.store.append(T, batch, project=self.project)
+            except DecisionGraphError as exc:
+                self.results[index] = exc
+
+        thread = threading.Thread(target=run)
+        self.threads.append(thread)
+        thread.start()
+        wait_for(lambda: len(self.store._queue) == index + 1, f"append {index} to queue")
+
+    def __enter__(self) -> Grouped:
+        self.store._lock.acquire()
+        self.store._conn.set_trace_callback(self._count)
+        return self
+
+    def _count(self, sql: str) -> None:
+        if sql == "COMMIT":
+            self.commits += 1
+
+    def __exit__(self, *exc: Any) -> None:
+        self.store._lock.release()
+        for thread in self.threads:
+            thread.join(30)
+            assert not thread.is_alive()
+        self.store._conn.set_trace_callback(None)
+
+
+def test_queued_appends_share_one_commit_and_land_in_queue_order(
+    store: SQLiteEventStore,
+) -> None:
+    traces = [full_trace(f"t{index}") for index in range(4)]
+    with Grouped(store) as group:
+        for events in traces:
+            group.queue(events)
+    assert group.commits == 1
+    stored = [group.results[index] for index in range(4)]
+    assert all(isinstance(batch, list) for batch in stored)
+    seqs = [event.log_seq for batch in stored for event in batch]  # type: ignore[union-attr]
+    assert seqs == list(range(1, sum(len(t) for t in traces) + 1))
+    assert store.verify_chain(T) is None
+
+
+def test_a_failing_append_undoes_only_itself(store: SQLiteEventStore) -> None:
+    store.append(T, [envelope("t1", 0, "TraceStarted")])
+    with Grouped(store) as group:
+        group.queue([envelope("t1", 1, "InputObserved")])
+        group.queue([envelope("t1", 2, "InputObserved"), envelope("t1", 7, "InputObserved")])
+        group.queue([envelope("t1", 2, "InputObserved", event_id="t1-2b")])
+    assert group.commits == 1
+    failed = group.results[1]
+    assert isinstance(failed, DecisionGraphError)
+    assert failed.code == "DG_ERR_EVENT_SEQUENCE_INVALID"
+    third = group.results[2]
+    assert isinstance(third, list) and third[0].event_id == "t1-2b"
+    assert [(e.trace_seq, e.log_seq) for e in store.get_trace_events(T, "t1")] == [
+        (0, 1),
+        (1, 2),
+        (2, 3),
+    ]
+    assert store.get_next_trace_seq(T, "t1") == 3  # what the cache remembers is true
+    assert store.verify_chain(T) is None
+
+
+def test_a_retry_in_the_same_group_returns_the_event_stored_just_before(
+    store: SQLiteEventStore,
+) -> None:
+    first = full_trace("t1", finish=False)
+    with Grouped(store) as group:
+        group.queue(first)
+        group.queue(first[:2])  # a client retrying part of it
+    assert group.commits == 1
+    original, retried = group.results[0], group.results[1]
+    assert isinstance(original, list) and isinstance(retried, list)
+    assert [e.log_seq for e in retried] == [e.log_seq for e in original[:2]]
+    assert all(e.repeated for e in retried)
+    assert store.log_stats(T).event_count == len(first)
+
+
+def test_grouped_appends_project_inline_like_single_ones(tmp_path: Path) -> None:
+    path = tmp_path / "projected.db"
+    with DecisionGraph(path) as dg:
+        store = dg._store
+        assert isinstance(store, SQLiteEventStore)
+        traces = [full_trace(f"t{index}") for index in range(5)]
+        with Grouped(store, project=True) as group:
+            for events in traces:
+                group.queue(events)
+        assert group.commits == 1
+        total = sum(len(events) for events in traces)
+        cursors = store.projection_cursors(T)
+        assert cursors == dict.fromkeys(cursors, total)  # projected in that one commit
+        with DecisionGraph(":memory:") as alone:
+            for events in traces:
+                alone.append_events(events)
+            assert dg.digests() == alone.digests()
