@@ -174,9 +174,19 @@ class SQLiteEventStore(SqlEventStore):
         return request.outcome()
 
     def _write_queued(self) -> None:
-        """One transaction for the queued appends, a savepoint each."""
+        """One transaction for the queued appends, a savepoint each (an
+        append queued alone needs none: its failure undoes the transaction)."""
         group = take_group(self._queue)
         try:
+            if len(group) == 1:
+                alone = group[0]
+                try:
+                    alone.result = super()._commit_append(
+                        alone.tenant_id, alone.items, alone.recorded_at, alone.project
+                    )
+                except Exception as exc:
+                    alone.error = exc
+                return
             with self._append_txn() as cur:
                 for request in group:
                     self._append_saved(cur, request)
