@@ -134,6 +134,12 @@ class PostgresEventStore(SqlEventStore):
             yield cur
 
     @contextmanager
+    def _pipelined(self) -> Iterator[None]:
+        # The server inserts one table's rows while the driver encodes the next.
+        with self._conn.pipeline():
+            yield
+
+    @contextmanager
     def _savepoint(self, cur: psycopg.Cursor[Any]) -> Iterator[None]:
         with self._conn.transaction():
             yield

@@ -177,6 +177,12 @@ class SqlBackend:
         if rows:
             self._insert_events(cur, rows)
 
+    @contextmanager
+    def _pipelined(self) -> Iterator[None]:
+        """Statements in the block may be sent before earlier ones are answered
+        (PostgreSQL's pipeline mode); the block ends with every answer in."""
+        yield
+
     def _stream(self, sql: str, params: Sequence[Any]) -> Iterator[Sequence[Any]]:
         """Yield rows of a long query without loading them all."""
         raise NotImplementedError

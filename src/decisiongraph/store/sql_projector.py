@@ -267,15 +267,22 @@ class SqlProjector(SqlProjectionReads):
         if expected is None:
             expected = self._expected_trace_seqs(cur, tenant_id, events, cursor)
         writes = fold_events(events, expected, bad_hashes=bad, skip=skip, projections=names)
-        if CONTEXT_GRAPH in names:
-            self._write_graph(cur, tenant_id, writes, t)
-        if TRACE_SUMMARY in names:
-            self._write_summaries(cur, tenant_id, writes, t)
-        if POLICY_EVAL_INDEX in names:
-            self._write_policy_index(cur, tenant_id, writes, t)
-        if PRECEDENT_INDEX in names:
-            self._write_precedents(cur, tenant_id, writes.finished_traces, events, t)
-        self._advance(cur, tenant_id, names, writes.last_log_seq, t)
+        sources = (
+            self._precedent_sources(cur, tenant_id, writes.finished_traces, events)
+            if PRECEDENT_INDEX in names
+            else {}
+        )
+        # Reads are done; the writes need no answers until the cursor's.
+        with self._pipelined():
+            if CONTEXT_GRAPH in names:
+                self._write_graph(cur, tenant_id, writes, t)
+            if TRACE_SUMMARY in names:
+                self._write_summaries(cur, tenant_id, writes, t)
+            if POLICY_EVAL_INDEX in names:
+                self._write_policy_index(cur, tenant_id, writes, t)
+            if PRECEDENT_INDEX in names:
+                self._write_precedents(cur, tenant_id, sources, t)
+            self._advance(cur, tenant_id, names, writes.last_log_seq, t)
 
     def _advance(
         self, cur: Cursor, tenant_id: str, names: Sequence[str], log_seq: int, t: TableSet
@@ -423,22 +430,20 @@ class SqlProjector(SqlProjectionReads):
             "ON CONFLICT (tenant_id, index_id) DO NOTHING",
         )
 
-    def _write_precedents(
+    def _precedent_sources(
         self,
         cur: Cursor,
         tenant_id: str,
         trace_ids: Sequence[str],
         batch: Sequence[StoredEvent],
-        t: TableSet,
-    ) -> None:
-        """Rebuild the precedent rows of traces that just finished (spec 8.7).
+    ) -> dict[str, list[StoredEvent]]:
+        """The precedent-source events of traces that just finished (spec 8.7).
 
-        The rows come from the trace's events in the log. A trace that lies
-        wholly in ``batch`` (its TraceStarted is there) is taken from the
-        batch; only traces begun earlier are read back.
+        A trace that lies wholly in ``batch`` (its TraceStarted is there) is
+        taken from the batch; only traces begun earlier are read back.
         """
         if not trace_ids:
-            return
+            return {}
         by_trace: dict[str, list[StoredEvent]] = {trace_id: [] for trace_id in trace_ids}
         whole = {e.trace_id for e in batch if e.trace_seq == 0 and e.trace_id in by_trace}
         for event in batch:
@@ -457,6 +462,14 @@ class SqlProjector(SqlProjectionReads):
             for row in rows:
                 event = event_from_row(row)
                 by_trace[event.trace_id].append(event)
+        return by_trace
+
+    def _write_precedents(
+        self, cur: Cursor, tenant_id: str, by_trace: Mapping[str, list[StoredEvent]], t: TableSet
+    ) -> None:
+        """Replace the precedent rows of the finished traces in ``by_trace``."""
+        if not by_trace:
+            return
         self._delete_traces(cur, t.precedent, tenant_id, list(by_trace))
         new_rows: list[PrecedentRow] = []
         for events in by_trace.values():
