@@ -566,3 +566,20 @@ def test_a_rejected_event_stores_nothing(store: EventStore, case: str) -> None:
         assert log_state(store, "fresh")[0:3] == (0, store.log_stats("fresh"), [])
     # The store still takes the next valid event, right after the head.
     assert store.append(T, [envelope("open", 1, "InputObserved")])[0].log_seq == 4
+
+
+def test_projecting_appends_catch_up_only_when_asked(store: EventStore) -> None:
+    """``project`` advances current projections in the append's transaction;
+    behind ones are caught up afterwards, unless ``catch_up`` is False (a
+    server leaves a backlog to its workers)."""
+    store.append(T, full_trace("t1"), project=True)
+    assert store.projection_cursor(T) == 10
+    store.append(T, full_trace("t2"))  # not projected: the projections fall behind
+    stored = store.append(T, full_trace("t3"), project=True, catch_up=False)
+    assert stored[-1].log_seq == 30
+    assert store.projection_cursors(T) == dict.fromkeys(store.projection_cursors(T), 10)
+    store.append(T, full_trace("t4"), project=True)  # the library's default catches up
+    assert store.projection_cursors(T) == dict.fromkeys(store.projection_cursors(T), 40)
+    # Current again: a projecting append without catch-up still projects inline.
+    store.append(T, full_trace("t5"), project=True, catch_up=False)
+    assert store.projection_cursor(T) == 50

@@ -120,8 +120,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     # One SQLite connection serializes every write, so the cheapest way to
     # keep projections current is the embedded library's: project in the
-    # append's own transaction (when they were current; the workers catch up
-    # otherwise). PostgreSQL appends leave projection to the workers, which
+    # append's own transaction when they were current. Anything else (a
+    # backlog, a failed projection) is the workers' business, never the
+    # request's. PostgreSQL appends leave projection to the workers, which
     # may run on other machines.
     project_on_append = not is_postgres_url(settings.db)
 
@@ -265,7 +266,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         stored = await call(
             request,
             "events:write",
-            lambda store, tenant: store.append(tenant, envelopes, project=project_on_append),
+            lambda store, tenant: store.append(
+                tenant, envelopes, project=project_on_append, catch_up=False
+            ),
             who,
         )
         fresh = sum(1 for event in stored if not event.repeated)

@@ -45,12 +45,20 @@ class EventStore(Protocol):
 
     # -- the log -----------------------------------------------------------
     def append(
-        self, tenant_id: str, envelopes: Sequence[EventEnvelope], *, project: bool = False
+        self,
+        tenant_id: str,
+        envelopes: Sequence[EventEnvelope],
+        *,
+        project: bool = False,
+        catch_up: bool = True,
     ) -> list[StoredEvent]:
         """Validate and append all envelopes in one transaction (all or nothing).
 
         With ``project`` the projections are advanced in the same transaction
         when they were current; a projection failure never undoes the append.
+        When they were not, they are caught up through the appended events
+        afterwards (the embedded library's contract), unless ``catch_up`` is
+        False: a server leaves that to its workers.
         """
         ...
 

@@ -45,7 +45,12 @@ class SqlLog(SqlBackend):
 
     # -- append ------------------------------------------------------------
     def append(
-        self, tenant_id: str, envelopes: Sequence[EventEnvelope], *, project: bool = False
+        self,
+        tenant_id: str,
+        envelopes: Sequence[EventEnvelope],
+        *,
+        project: bool = False,
+        catch_up: bool = True,
     ) -> list[StoredEvent]:
         check_tenant_id(tenant_id)
         items: list[ValidatedEvent] = []
@@ -73,7 +78,7 @@ class SqlLog(SqlBackend):
         if plan.rows:
             for listener in list(self._append_listeners):
                 listener(tenant_id, plan.last_log_seq)
-        if project and not projected:
+        if project and catch_up and not projected:
             target = max(event.log_seq for event in plan.results)
             self.project_pending(tenant_id, until_log_seq=target)
         return plan.results
