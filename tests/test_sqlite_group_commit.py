@@ -12,16 +12,19 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from decisiongraph.core.envelope import EventEnvelope, StoredEvent
 from decisiongraph.core.errors import DecisionGraphError
 from decisiongraph.facade import DecisionGraph
 from decisiongraph.store.sqlite import SQLiteEventStore
-from tests.contract.helpers import envelope, full_trace
+from tests.contract.helpers import ORDER, envelope, full_trace
 
 T = "default"
 
@@ -151,3 +154,82 @@ def test_grouped_appends_project_inline_like_single_ones(tmp_path: Path) -> None
             for events in traces:
                 alone.append_events(events)
             assert dg.digests() == alone.digests()
+
+
+# One pool of events per trace: position p of trace t is the p-th event of a
+# full trace; "changed" variants carry another payload under the same key, so
+# a later one conflicts with a stored one.
+_POOL = {f"g{index}": full_trace(f"g{index}") for index in range(3)}
+
+
+@st.composite
+def _batches(draw: st.DrawFn) -> list[list[tuple[str, int, bool]]]:
+    """Queues of batches that mostly continue their traces, with retries,
+    conflicting retries and jumps mixed in (a failed batch leaves the
+    simulated positions ahead of the store, which makes more failures)."""
+    next_position = dict.fromkeys(_POOL, 0)
+    batches = []
+    for _ in range(draw(st.integers(1, 6))):
+        batch = []
+        for _ in range(draw(st.integers(1, 4))):
+            trace = draw(st.sampled_from(sorted(_POOL)))
+            move = draw(st.sampled_from(["next", "next", "next", "retry", "changed", "jump"]))
+            reached = next_position[trace]
+            if move == "next" and reached < len(ORDER):
+                batch.append((trace, reached, False))
+                next_position[trace] = reached + 1
+            elif move in ("retry", "changed") and reached:
+                batch.append((trace, draw(st.integers(0, reached - 1)), move == "changed"))
+            else:
+                batch.append((trace, draw(st.integers(0, len(ORDER) - 1)), False))
+        batches.append(batch)
+    return batches
+
+
+def _batch(picks: list[tuple[str, int, bool]]) -> list[EventEnvelope]:
+    batch = []
+    for trace, position, changed in picks:
+        event = _POOL[trace][position]
+        if changed:
+            event = replace(event, payload={**event.payload, "note": "changed"})
+        batch.append(event)
+    return batch
+
+
+def _outcome(result: list[StoredEvent] | DecisionGraphError) -> object:
+    if isinstance(result, DecisionGraphError):
+        return (result.code, result.details.get("index"))
+    return [(e.log_seq, e.event_id, e.repeated, e.payload_hash) for e in result]
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(batches=_batches(), project=st.booleans())
+def test_a_group_gives_exactly_what_the_same_appends_give_one_by_one(
+    tmp_path_factory: pytest.TempPathFactory, batches: list[list[Any]], project: bool
+) -> None:
+    folder = tmp_path_factory.mktemp("group")
+    alone, grouped = SQLiteEventStore(folder / "alone.db"), SQLiteEventStore(folder / "grouped.db")
+    try:
+        expected = []
+        for picks in batches:
+            try:
+                expected.append(_outcome(alone.append(T, _batch(picks), project=project)))
+            except DecisionGraphError as exc:
+                expected.append(_outcome(exc))
+        with Grouped(grouped, project=project) as group:
+            for picks in batches:
+                group.queue(_batch(picks))
+        assert group.commits <= 1
+        assert [_outcome(group.results[i]) for i in range(len(batches))] == expected
+        assert [e.to_dict() for e in grouped.list_events(T)] == [
+            {**e.to_dict(), "recorded_at": g.recorded_at}
+            for e, g in zip(alone.list_events(T), grouped.list_events(T), strict=True)
+        ]
+        assert grouped.verify_chain(T) is None
+        assert grouped.projection_cursors(T) == alone.projection_cursors(T)
+        assert grouped.digests(T) == alone.digests(T)
+    finally:
+        alone.close()
+        grouped.close()
