@@ -53,6 +53,7 @@ class Grouped:
         self.results: dict[int, list[StoredEvent] | DecisionGraphError] = {}
         self.threads: list[threading.Thread] = []
         self.commits = 0
+        self._appending = False
 
     def queue(self, batch: Sequence[EventEnvelope]) -> None:
         """Start an append and wait until it is queued (so queue order is known)."""
@@ -75,7 +76,13 @@ class Grouped:
         return self
 
     def _count(self, sql: str) -> None:
-        if sql == "COMMIT":
+        """Count the commits of transactions that appended events (a
+        projecting append of stored events only opens a catch-up)."""
+        if sql.startswith("BEGIN"):
+            self._appending = False
+        elif sql.startswith("INSERT INTO dg_event_log"):
+            self._appending = True
+        elif sql == "COMMIT" and self._appending:
             self.commits += 1
 
     def __exit__(self, *exc: Any) -> None:
