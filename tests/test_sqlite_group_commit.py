@@ -170,9 +170,9 @@ _POOL = {f"g{index}": full_trace(f"g{index}") for index in range(3)}
 
 
 @st.composite
-def _batches(draw: st.DrawFn) -> list[list[tuple[str, int, bool]]]:
+def _batches(draw: st.DrawFn) -> list[list[tuple[str, int, str]]]:
     """Queues of batches that mostly continue their traces, with retries,
-    conflicting retries and jumps mixed in (a failed batch leaves the
+    conflicting retries, stolen event ids and jumps mixed in (a failed batch leaves the
     simulated positions ahead of the store, which makes more failures)."""
     next_position = dict.fromkeys(_POOL, 0)
     batches = []
@@ -180,25 +180,32 @@ def _batches(draw: st.DrawFn) -> list[list[tuple[str, int, bool]]]:
         batch = []
         for _ in range(draw(st.integers(1, 4))):
             trace = draw(st.sampled_from(sorted(_POOL)))
-            move = draw(st.sampled_from(["next", "next", "next", "retry", "changed", "jump"]))
+            move = draw(
+                st.sampled_from(["next", "next", "next", "retry", "changed", "stolen", "jump"])
+            )
             reached = next_position[trace]
-            if move == "next" and reached < len(ORDER):
-                batch.append((trace, reached, False))
+            if reached < len(ORDER) and (move == "next" or (move == "stolen" and reached)):
+                batch.append((trace, reached, move))
                 next_position[trace] = reached + 1
             elif move in ("retry", "changed") and reached:
-                batch.append((trace, draw(st.integers(0, reached - 1)), move == "changed"))
+                batch.append((trace, draw(st.integers(0, reached - 1)), move))
             else:
-                batch.append((trace, draw(st.integers(0, len(ORDER) - 1)), False))
+                batch.append((trace, draw(st.integers(0, len(ORDER) - 1)), "next"))
         batches.append(batch)
     return batches
 
 
-def _batch(picks: list[tuple[str, int, bool]]) -> list[EventEnvelope]:
+def _batch(picks: list[tuple[str, int, str]]) -> list[EventEnvelope]:
+    """``changed``: another payload under a stored key (an idempotency
+    conflict); ``stolen``: the trace's first event id on a new event (refused
+    by the database itself, after earlier rows of the batch went in)."""
     batch = []
-    for trace, position, changed in picks:
+    for trace, position, how in picks:
         event = _POOL[trace][position]
-        if changed:
+        if how == "changed":
             event = replace(event, payload={**event.payload, "note": "changed"})
+        elif how == "stolen":
+            event = replace(event, event_id=_POOL[trace][0].event_id)
         batch.append(event)
     return batch
 
