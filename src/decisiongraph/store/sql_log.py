@@ -69,11 +69,9 @@ class SqlLog(SqlBackend):
         except DecisionGraphError:
             raise
         except Exception as exc:
-            translated = self._translate_error(exc)
+            translated = self._append_error(tenant_id, items, exc)
             if translated is None:
                 raise
-            if translated.code == "DG_ERR_STORAGE":
-                translated = self._explain_storage_failure(tenant_id, items, translated)
             raise translated from exc
         if plan.rows:
             for listener in list(self._append_listeners):
@@ -153,6 +151,19 @@ class SqlLog(SqlBackend):
             }
             self._stage_append(tenant_id, plan, after, projected)
         return plan, projected
+
+    def _append_error(
+        self, tenant_id: str, items: Sequence[ValidatedEvent], exc: Exception
+    ) -> DecisionGraphError | None:
+        """The domain error for a failed append (None: not a database error).
+
+        Ask while the database still looks as the failed append left it: a
+        storage failure is explained by what is stored.
+        """
+        translated = self._translate_error(exc)
+        if translated is not None and translated.code == "DG_ERR_STORAGE":
+            translated = self._explain_storage_failure(tenant_id, items, translated)
+        return translated
 
     def _explain_storage_failure(
         self, tenant_id: str, items: Sequence[ValidatedEvent], error: DecisionGraphError

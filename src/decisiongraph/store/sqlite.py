@@ -185,7 +185,7 @@ class SQLiteEventStore(SqlEventStore):
                         alone.tenant_id, alone.items, alone.recorded_at, alone.project
                     )
                 except Exception as exc:
-                    alone.error = exc
+                    alone.error = self._explained(alone, exc)
                 return
             with self._append_txn() as cur:
                 for request in group:
@@ -216,8 +216,17 @@ class SQLiteEventStore(SqlEventStore):
                 request.result = self._append_in(*args, probe=True)
         except Exception as exc:
             self._roll_back_to(cur, mark)
-            request.error = exc
+            request.error = self._explained(request, exc)
         cur.execute("RELEASE dg_append")
+
+    def _explained(self, request: QueuedAppend, exc: Exception) -> Exception:
+        """The append's domain error, explained while the connection is still
+        held: later appends of the queue may store what it names."""
+        translated = self._append_error(request.tenant_id, request.items, exc)
+        if translated is None:
+            return exc
+        translated.__cause__ = exc
+        return translated
 
     def _roll_back_to(self, cur: sqlite3.Cursor, mark: int) -> None:
         cur.execute("ROLLBACK TO dg_append")
