@@ -91,6 +91,18 @@ def event_from_row(row: Sequence[Any]) -> StoredEvent:
     )
 
 
+def next_window(after: int, count: int, until: int | None = None) -> int:
+    """The last log_seq that the next ``count`` events after ``after`` can have.
+
+    log_seq is gap-free per tenant, so they lie in ``(after, after + count]``.
+    Saying so in the query keeps PostgreSQL on the index even when its
+    statistics are stale (after a bulk load it may otherwise fetch the whole
+    tail of the log and sort it, twenty times slower).
+    """
+    bound = after + count
+    return bound if until is None else min(bound, until)
+
+
 def chunks(items: Sequence[Any], size: int = LOOKUP_CHUNK) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]

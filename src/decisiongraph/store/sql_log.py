@@ -29,6 +29,7 @@ from decisiongraph.store.sql_backend import (
     SqlBackend,
     chunks,
     event_from_row,
+    next_window,
 )
 
 
@@ -231,6 +232,8 @@ class SqlLog(SqlBackend):
         trace_id: str | None = None,
         limit: int | None = None,
     ) -> list[StoredEvent]:
+        if limit is not None and limit >= 0 and event_type is None and trace_id is None:
+            until_log_seq = next_window(since_log_seq or 0, limit, until_log_seq)
         where, params = self._event_filter(
             tenant_id, since_log_seq, until_log_seq, event_type, trace_id
         )

@@ -36,6 +36,7 @@ from decisiongraph.store.sql_backend import (
     Cursor,
     chunks,
     event_from_row,
+    next_window,
 )
 from decisiongraph.store.sql_projection_reads import SqlProjectionReads
 from decisiongraph.store.tables import LIVE, TableSet
@@ -209,7 +210,8 @@ class SqlProjector(SqlProjectionReads):
             shared = self._recent_batches.get(tenant_id, after, limit, until_log_seq, consumers)
             if shared is not None:
                 return shared
-        where, params = self._event_filter(tenant_id, after, until_log_seq, None, None)
+        bound = next_window(after, limit, until_log_seq)
+        where, params = self._event_filter(tenant_id, after, bound, None, None)
         rows = self._x(
             cur, EVENT_SELECT + where + " ORDER BY log_seq LIMIT ?", [*params, limit]
         ).fetchall()
