@@ -13,7 +13,7 @@ import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import psycopg
@@ -78,6 +78,7 @@ class PostgresEventStore(SqlEventStore):
     """PostgreSQL implementation of the event store (psycopg 3)."""
 
     placeholder = "%s"
+    server_side_writes = True
     db_epoch_sql = "EXTRACT(EPOCH FROM clock_timestamp())::float8"
 
     def __init__(
@@ -132,6 +133,18 @@ class PostgresEventStore(SqlEventStore):
     def _read(self) -> Iterator[psycopg.Cursor[Any]]:
         with self._lock, self._conn.cursor() as cur:
             yield cur
+
+    @contextmanager
+    def _reader(self) -> Iterator[Callable[[], AbstractContextManager[psycopg.Cursor[Any]]]]:
+        """A second connection for reading the log ahead of a long catch-up."""
+        with psycopg.connect(self._url, autocommit=True) as conn:
+
+            @contextmanager
+            def cursor() -> Iterator[psycopg.Cursor[Any]]:
+                with conn.cursor() as cur:
+                    yield cur
+
+            yield cursor
 
     @contextmanager
     def _pipelined(self) -> Iterator[None]:

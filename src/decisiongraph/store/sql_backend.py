@@ -189,6 +189,16 @@ class SqlBackend:
         if rows:
             self._insert_events(cur, rows)
 
+    #: Whether the database server does the writing while the driver waits
+    #: (PostgreSQL), rather than the driver itself (SQLite).
+    server_side_writes = False
+
+    @contextmanager
+    def _reader(self) -> Iterator[Callable[[], AbstractContextManager[Cursor]] | None]:
+        """Cursors on a second connection, for reading the log while this one
+        commits; None where no reader can run beside a writer."""
+        yield None
+
     @contextmanager
     def _pipelined(self) -> Iterator[None]:
         """Statements in the block may be sent before earlier ones are answered

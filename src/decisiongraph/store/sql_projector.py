@@ -3,7 +3,9 @@ advance the cursors in the same transaction."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
 
 from decisiongraph.core.envelope import StoredEvent
 from decisiongraph.core.errors import DecisionGraphError, InvalidArgumentError
@@ -27,6 +29,7 @@ from decisiongraph.projections.rows import (
 from decisiongraph.store.append_plan import (
     TraceHead,
 )
+from decisiongraph.store.read_ahead import ReadAhead
 from decisiongraph.store.sql_backend import (
     EDGE_COLS,
     EVENT_SELECT,
@@ -40,6 +43,17 @@ from decisiongraph.store.sql_backend import (
 )
 from decisiongraph.store.sql_projection_reads import SqlProjectionReads
 from decisiongraph.store.tables import LIVE, TableSet
+
+
+@dataclass(slots=True)
+class PreparedBatch:
+    """A batch folded into rows, ready for the transaction that writes it."""
+
+    start: int  # the cursor it continues from
+    event_count: int
+    writes: BatchWrites
+    sources: dict[str, list[StoredEvent]]  # precedent sources of finished traces
+
 
 # Column lists of the projection tables, tenant first (as the rows are built).
 _NODE_COLUMNS = ("tenant_id", *NODE_COLS.split(", "))
@@ -149,6 +163,8 @@ class SqlProjector(SqlProjectionReads):
         max_batches: int | None = None,
     ) -> int:
         applied = 0
+        if max_batches is None:
+            applied = self._catch_up_ahead(tenant_id, names, batch_size, until_log_seq, t)
         batches = 0
         while max_batches is None or batches < max_batches:
             batches += 1
@@ -187,6 +203,71 @@ class SqlProjector(SqlProjectionReads):
                         self._apply(cur, tenant_id, subset, start, group, t=t, bad=bad)
                 applied += len(events)
         return applied
+
+    def _catch_up_ahead(
+        self,
+        tenant_id: str,
+        names: Sequence[str],
+        batch_size: int,
+        until_log_seq: int | None,
+        t: TableSet,
+    ) -> int:
+        """A long catch-up whose next batch is folded while the current one commits.
+
+        Only where the backend offers a second connection for reading
+        (:meth:`_reader`), only when every named projection stands at one
+        cursor, and only for backlogs of several batches. Each transaction
+        still checks that the cursors stand where its batch begins; if not,
+        or at a range with operator skips, it stops and leaves the rest to
+        the ordinary loop. Returns the events applied.
+        """
+        with self._reader() as reader:
+            if reader is None:
+                return 0
+            with self._read() as cur:
+                cursors = self._cursors(cur, tenant_id, t)
+                row = self._x(
+                    cur, "SELECT last_log_seq FROM dg_log_head WHERE tenant_id = ?", (tenant_id,)
+                ).fetchone()
+            starts = {cursors[name] for name in names}
+            head = 0 if row is None else int(row[0])
+            if until_log_seq is not None:
+                head = min(head, until_log_seq)
+            if len(starts) != 1 or batch_size < 50 or head - min(starts) < 2 * batch_size:
+                return 0
+
+            def prepare(after: int) -> PreparedBatch | None:
+                with reader() as rcur:
+                    events, bad = self._fetch_after(
+                        rcur, tenant_id, after, batch_size, until_log_seq
+                    )
+                    if not events or self._skipped(rcur, tenant_id, after, events[-1].log_seq):
+                        return None
+                    return self._prepare(rcur, tenant_id, events, after, names, bad=bad)
+
+            helper = ReadAhead(prepare)
+            applied = 0
+            try:
+                helper.request(starts.pop())
+                while (batch := helper.take()) is not None:
+                    with self._write() as cur:
+                        self._lock_projections(cur, tenant_id, names)
+                        cursors = self._cursors(cur, tenant_id, t)
+                        if any(cursors[name] != batch.start for name in names):
+                            return applied  # someone else moved them: the ordinary loop
+                        # The helper starts once the writer stops needing the
+                        # GIL: at the commit, or on a server that writes, once
+                        # the rows are sent.
+                        start_next = partial(helper.request, batch.writes.last_log_seq)
+                        if self.server_side_writes:
+                            self._write_prepared(cur, tenant_id, batch, names, t, start_next)
+                        else:
+                            self._write_prepared(cur, tenant_id, batch, names, t)
+                            start_next()
+                    applied += batch.event_count
+            finally:
+                helper.close()
+            return applied
 
     def _fetch_after(
         self,
@@ -266,6 +347,21 @@ class SqlProjector(SqlProjectionReads):
         from the log it is looked up. ``bad`` are log_seqs whose stored payload
         failed its hash check (see :meth:`_fetch_after`).
         """
+        prepared = self._prepare(cur, tenant_id, events, cursor, names, expected, skip, bad)
+        self._write_prepared(cur, tenant_id, prepared, names, t)
+
+    def _prepare(
+        self,
+        cur: Cursor,
+        tenant_id: str,
+        events: Sequence[StoredEvent],
+        cursor: int,
+        names: Sequence[str],
+        expected: Mapping[str, int] | None = None,
+        skip: frozenset[int] = frozenset(),
+        bad: frozenset[int] = frozenset(),
+    ) -> PreparedBatch:
+        """Everything a batch writes, from reads of the (immutable) log alone."""
         if expected is None:
             expected = self._expected_trace_seqs(cur, tenant_id, events, cursor)
         writes = fold_events(events, expected, bad_hashes=bad, skip=skip, projections=names)
@@ -274,6 +370,20 @@ class SqlProjector(SqlProjectionReads):
             if PRECEDENT_INDEX in names
             else {}
         )
+        return PreparedBatch(cursor, len(events), writes, sources)
+
+    def _write_prepared(
+        self,
+        cur: Cursor,
+        tenant_id: str,
+        prepared: PreparedBatch,
+        names: Sequence[str],
+        t: TableSet,
+        sent: Callable[[], None] | None = None,
+    ) -> None:
+        """Write a prepared batch and advance the cursors; ``sent`` is called
+        once every row is on its way (before the first answer is awaited)."""
+        writes = prepared.writes
         # Reads are done; the writes need no answers until the cursor's.
         with self._pipelined():
             if CONTEXT_GRAPH in names:
@@ -283,7 +393,9 @@ class SqlProjector(SqlProjectionReads):
             if POLICY_EVAL_INDEX in names:
                 self._write_policy_index(cur, tenant_id, writes, t)
             if PRECEDENT_INDEX in names:
-                self._write_precedents(cur, tenant_id, sources, t)
+                self._write_precedents(cur, tenant_id, prepared.sources, t)
+            if sent is not None:
+                sent()
             self._advance(cur, tenant_id, names, writes.last_log_seq, t)
 
     def _advance(

@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,8 @@ class SQLiteEventStore(SqlEventStore):
         self._cache = AppendCache()
         self._queue: deque[QueuedAppend] = deque()
         self._private = path == ":memory:"
+        self._path = path
+        self._wal = False
         try:
             if read_only:
                 uri = f"file:{Path(path).resolve()}?mode=ro"
@@ -91,6 +93,7 @@ class SQLiteEventStore(SqlEventStore):
                     self._conn.execute("PRAGMA synchronous = OFF")
                 elif path != ":memory:" and not path.startswith("file::memory:"):
                     self._conn.execute("PRAGMA journal_mode = WAL")
+                    self._wal = True
                     self._conn.execute("PRAGMA synchronous = NORMAL")
                     # Fewer, larger checkpoints: each one is an fsync, and a
                     # page rewritten by several batches is copied back once.
@@ -281,6 +284,31 @@ class SQLiteEventStore(SqlEventStore):
                 yield cur
             finally:
                 cur.close()
+
+    @contextmanager
+    def _reader(self) -> Iterator[Callable[[], AbstractContextManager[sqlite3.Cursor]] | None]:
+        """Read-only cursors on a second connection, in WAL mode only (where a
+        reader never blocks the writer's commit); each is closed after use so
+        that no read snapshot outlives its batch."""
+        if not self._wal:
+            yield None
+            return
+        uri = f"file:{Path(self._path).resolve()}?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 30000")
+
+        @contextmanager
+        def cursor() -> Iterator[sqlite3.Cursor]:
+            cur = conn.cursor()
+            try:
+                yield cur
+            finally:
+                cur.close()
+
+        try:
+            yield cursor
+        finally:
+            conn.close()
 
     @contextmanager
     def _savepoint(self, cur: sqlite3.Cursor) -> Iterator[None]:

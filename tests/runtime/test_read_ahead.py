@@ -1,0 +1,126 @@
+"""Long catch-ups fold the next batch on a second connection while the
+current one commits. Whatever the interleaving, every event is applied
+exactly once; a projection moved by someone else, or an operator's skip,
+hands the rest to the ordinary one-batch-at-a-time loop. Both backends."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from decisiongraph.projections.rows import PROJECTION_NAMES, TRACE_SUMMARY
+from decisiongraph.store.read_ahead import ReadAhead
+from decisiongraph.store.sql_base import SqlEventStore
+from tests.runtime.support import T, assert_exactly_once, open_sql, seeded
+from tests.runtime.test_dead_letters import (  # noqa: F401 (poisoned is a fixture)
+    POISON,
+    TINY,
+    P,
+    Poisoned,
+    poisoned,
+    step_until,
+)
+
+BATCH = 200
+
+
+@pytest.fixture
+def requests(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Positions the read-ahead helper was asked to prepare (a spy only)."""
+    asked: list[int] = []
+    original = ReadAhead.request
+
+    def spy(self: ReadAhead[object], after: int) -> None:
+        asked.append(after)
+        original(self, after)
+
+    monkeypatch.setattr(ReadAhead, "request", spy)
+    return asked
+
+
+@pytest.fixture
+def backlog(backend_url: str) -> Iterator[SqlEventStore]:
+    store = open_sql(backend_url)
+    store.append(T, seeded(120, seed=8))  # about 1,200 events, none projected
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def test_a_long_catch_up_reads_ahead_and_applies_each_event_once(
+    backlog: SqlEventStore, requests: list[int]
+) -> None:
+    head = backlog.get_last_log_seq(T)
+    assert backlog.project_pending(T, batch_size=BATCH) == head
+    assert requests[0] == 0 and len(requests) >= head // BATCH
+    assert requests == sorted(requests)  # batch after batch, none twice
+    assert backlog.projection_cursors(T) == dict.fromkeys(PROJECTION_NAMES, head)
+    assert_exactly_once(backlog)
+
+
+def test_projections_at_different_cursors_take_the_ordinary_loop(
+    backlog: SqlEventStore, requests: list[int]
+) -> None:
+    backlog.project_pending(T, batch_size=BATCH, projections=[TRACE_SUMMARY], max_batches=2)
+    backlog.project_pending(T, batch_size=BATCH)
+    assert requests == []
+    assert_exactly_once(backlog)
+
+
+def test_another_applier_moving_a_projection_midway_loses_nothing(
+    backend_url: str, backlog: SqlEventStore, requests: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the catch-up runs, a second store applies a batch of one
+    projection (it waits for the writer's commit, then races it)."""
+    other = open_sql(backend_url)
+    racers: list[threading.Thread] = []
+    original = ReadAhead.request
+
+    def race(self: ReadAhead[object], after: int) -> None:
+        original(self, after)
+        if len(racers) < 2 and after:
+            racer = threading.Thread(
+                target=other.project_pending,
+                args=(T,),
+                kwargs={"batch_size": BATCH, "projections": [TRACE_SUMMARY], "max_batches": 1},
+            )
+            racers.append(racer)
+            racer.start()
+
+    monkeypatch.setattr(ReadAhead, "request", race)
+    try:
+        backlog.project_pending(T, batch_size=BATCH)
+        for racer in racers:
+            racer.join(60)
+            assert not racer.is_alive()
+        backlog.project_pending(T, batch_size=BATCH)  # whatever the race left over
+    finally:
+        other.close()
+    assert racers
+    head = backlog.get_last_log_seq(T)
+    assert backlog.projection_cursors(T) == dict.fromkeys(PROJECTION_NAMES, head)
+    assert_exactly_once(backlog)
+
+
+def test_an_operator_skip_in_range_is_honoured(
+    poisoned: Poisoned,  # noqa: F811 (the fixture imported above)
+    requests: list[int],
+) -> None:
+    """An event skipped for a projection stays skipped when a long catch-up of
+    that projection passes it again: read-ahead stops short of it."""
+    store = poisoned.store
+    worker = poisoned.worker(TINY)
+    step_until(worker, lambda: worker.parked)
+    (letter,) = store.dead_letters(T)
+    store.resolve_dead_letter(T, letter.id, action="skip", actor="ops", reason="known bad")
+    head = store.get_last_log_seq(T)
+    step_until(worker, lambda: store.projection_cursor(T, P) == head)
+    before = list(store.iter_summaries(T))
+    store.reset_projections(T, [P])
+    store.project_pending(T, batch_size=50, projections=[P])
+    assert store.projection_cursor(T, P) == head
+    assert list(store.iter_summaries(T)) == before
+    assert requests and all(after < POISON for after in requests)
