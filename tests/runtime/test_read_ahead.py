@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from decisiongraph.projections.rows import PROJECTION_NAMES, TRACE_SUMMARY
 from decisiongraph.store.read_ahead import ReadAhead
 from decisiongraph.store.sql_base import SqlEventStore
+from decisiongraph.store.sqlite import SQLiteEventStore
 from tests.runtime.support import T, assert_exactly_once, open_sql, seeded
 from tests.runtime.test_dead_letters import (  # noqa: F401 (poisoned is a fixture)
     POISON,
@@ -124,3 +126,24 @@ def test_an_operator_skip_in_range_is_honoured(
     assert store.projection_cursor(T, P) == head
     assert list(store.iter_summaries(T)) == before
     assert requests and all(after < POISON for after in requests)
+
+
+def test_read_ahead_opens_databases_whose_path_needs_quoting(
+    tmp_path: Path, requests: list[int]
+) -> None:
+    folder = tmp_path / "odd #1 ?x% name"
+    folder.mkdir()
+    store = SQLiteEventStore(folder / "log 1#.db")
+    try:
+        store.append(T, seeded(60, seed=3))
+        head = store.get_last_log_seq(T)
+        assert store.project_pending(T, batch_size=BATCH) == head
+        assert requests  # the second, read-only connection opened
+        assert_exactly_once(store)
+    finally:
+        store.close()
+    reader = SQLiteEventStore(folder / "log 1#.db", read_only=True)
+    try:
+        assert reader.get_last_log_seq(T) == head
+    finally:
+        reader.close()

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from decisiongraph.core.clock import Clock, format_timestamp, system_clock
 from decisiongraph.core.errors import (
@@ -81,7 +82,7 @@ class SQLiteEventStore(SqlEventStore):
         self._wal = False
         try:
             if read_only:
-                uri = f"file:{Path(path).resolve()}?mode=ro"
+                uri = f"file:{quote(str(Path(path).resolve()))}?mode=ro"
                 self._conn = sqlite3.connect(
                     uri, uri=True, isolation_level=None, check_same_thread=False
                 )
@@ -293,9 +294,13 @@ class SQLiteEventStore(SqlEventStore):
         if not self._wal:
             yield None
             return
-        uri = f"file:{Path(self._path).resolve()}?mode=ro"
-        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA busy_timeout = 30000")
+        uri = f"file:{quote(str(Path(self._path).resolve()))}?mode=ro"
+        try:
+            conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout = 30000")
+        except sqlite3.Error:  # no second connection to be had: no read-ahead
+            yield None
+            return
 
         @contextmanager
         def cursor() -> Iterator[sqlite3.Cursor]:
