@@ -298,6 +298,13 @@ class SqlBackend:
             params.append(trace_id)
         return " WHERE " + " AND ".join(clauses), params
 
+    def _log_head_seq(self, cur: Cursor, tenant_id: str) -> int:
+        """The tenant's last log_seq (0 before its first event)."""
+        row = self._x(
+            cur, "SELECT last_log_seq FROM dg_log_head WHERE tenant_id = ?", (tenant_id,)
+        ).fetchone()
+        return 0 if row is None else int(row[0])
+
     def applied_migrations(self) -> set[int]:
         """Versions recorded in ``schema_migrations`` (readiness checks)."""
         with self._read() as cur:

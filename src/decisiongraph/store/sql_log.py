@@ -288,10 +288,7 @@ class SqlLog(SqlBackend):
 
     def get_last_log_seq(self, tenant_id: str) -> int:
         with self._read() as cur:
-            row = self._x(
-                cur, "SELECT last_log_seq FROM dg_log_head WHERE tenant_id = ?", (tenant_id,)
-            ).fetchone()
-        return 0 if row is None else int(row[0])
+            return self._log_head_seq(cur, tenant_id)
 
     def get_next_trace_seq(self, tenant_id: str, trace_id: str) -> int:
         with self._read() as cur:

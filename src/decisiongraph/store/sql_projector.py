@@ -226,11 +226,8 @@ class SqlProjector(SqlProjectionReads):
                 return 0
             with self._read() as cur:
                 cursors = self._cursors(cur, tenant_id, t)
-                row = self._x(
-                    cur, "SELECT last_log_seq FROM dg_log_head WHERE tenant_id = ?", (tenant_id,)
-                ).fetchone()
+                head = self._log_head_seq(cur, tenant_id)
             starts = {cursors[name] for name in names}
-            head = 0 if row is None else int(row[0])
             if until_log_seq is not None:
                 head = min(head, until_log_seq)
             if len(starts) != 1 or batch_size < 50 or head - min(starts) < 2 * batch_size:
@@ -259,10 +256,9 @@ class SqlProjector(SqlProjectionReads):
                         # GIL: at the commit, or on a server that writes, once
                         # the rows are sent.
                         start_next = partial(helper.request, batch.writes.last_log_seq)
-                        if self.server_side_writes:
-                            self._write_prepared(cur, tenant_id, batch, names, t, start_next)
-                        else:
-                            self._write_prepared(cur, tenant_id, batch, names, t)
+                        early = start_next if self.server_side_writes else None
+                        self._write_prepared(cur, tenant_id, batch, names, t, early)
+                        if early is None:
                             start_next()
                     applied += batch.event_count
             finally:
