@@ -147,3 +147,59 @@ def test_read_ahead_opens_databases_whose_path_needs_quoting(
         assert reader.get_last_log_seq(T) == head
     finally:
         reader.close()
+
+
+def test_several_batches_can_share_one_transaction(
+    backlog: SqlEventStore, requests: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a commit interval of three batches, a long catch-up commits about
+    a third as often and still applies every event exactly once."""
+    monkeypatch.setattr(backlog, "catch_up_commit_events", 3 * BATCH)
+    commits = _count_transactions(backlog, monkeypatch)
+    head = backlog.get_last_log_seq(T)
+    assert backlog.project_pending(T, batch_size=BATCH) == head
+    batches = -(-head // BATCH)
+    assert len(requests) >= batches - 1
+    assert len(commits) <= -(-batches // 3) + 1  # + the ordinary loop's empty look
+    assert backlog.projection_cursors(T) == dict.fromkeys(PROJECTION_NAMES, head)
+    assert_exactly_once(backlog)
+
+
+def test_a_failure_undoes_every_batch_of_its_transaction(
+    backlog: SqlEventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second batch of a shared transaction fails: the first is undone
+    with it, the cursors stay where the transaction began, and a second run
+    applies everything exactly once."""
+    monkeypatch.setattr(backlog, "catch_up_commit_events", 3 * BATCH)
+    original = SqlEventStore._write_prepared
+    written: list[int] = []
+
+    def fail_second(self: SqlEventStore, *args: object, **kwargs: object) -> None:
+        written.append(1)
+        if len(written) == 2:
+            raise RuntimeError("disk on fire")
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(SqlEventStore, "_write_prepared", fail_second)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        backlog.project_pending(T, batch_size=BATCH)
+    assert backlog.projection_cursors(T) == dict.fromkeys(PROJECTION_NAMES, 0)
+    assert list(backlog.iter_summaries(T)) == []
+    monkeypatch.setattr(SqlEventStore, "_write_prepared", original)
+    head = backlog.get_last_log_seq(T)
+    assert backlog.project_pending(T, batch_size=BATCH) == head
+    assert_exactly_once(backlog)
+
+
+def _count_transactions(store: SqlEventStore, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Write transactions ``store`` opens from now on (a spy only)."""
+    opened: list[int] = []
+    original = store._write
+
+    def counting() -> object:
+        opened.append(1)
+        return original()
+
+    monkeypatch.setattr(store, "_write", counting)
+    return opened

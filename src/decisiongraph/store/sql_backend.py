@@ -192,6 +192,9 @@ class SqlBackend:
     #: Whether the database server does the writing while the driver waits
     #: (PostgreSQL), rather than the driver itself (SQLite).
     server_side_writes = False
+    #: A long catch-up commits once this many events are applied (0: after
+    #: every batch).
+    catch_up_commit_events = 0
 
     @contextmanager
     def _reader(self) -> Iterator[Callable[[], AbstractContextManager[Cursor]] | None]:

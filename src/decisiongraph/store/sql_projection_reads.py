@@ -126,7 +126,8 @@ class SqlProjectionReads(SqlBackend):
                 sql = f"SELECT {EDGE_COLS} FROM dg_cg_edges WHERE tenant_id = ? AND {column} = ?"
                 params: list[Any] = [tenant_id, node_id]
                 if after is not None:
-                    sql += " AND (log_seq > ? OR (log_seq = ? AND edge_id > ?))"
+                    # The bare lower bound lets the index seek to the page.
+                    sql += " AND log_seq >= ? AND (log_seq > ? OR edge_id > ?)"
                     params.extend((after[0], after[0], after[1]))
                 sql += " ORDER BY log_seq, edge_id LIMIT ?"
                 params.append(limit)

@@ -29,6 +29,7 @@ from decisiongraph.projections.rows import (
 from decisiongraph.store.append_plan import (
     TraceHead,
 )
+from decisiongraph.store.gc_pause import gc_paused
 from decisiongraph.store.read_ahead import ReadAhead
 from decisiongraph.store.sql_backend import (
     EDGE_COLS,
@@ -168,7 +169,7 @@ class SqlProjector(SqlProjectionReads):
         batches = 0
         while max_batches is None or batches < max_batches:
             batches += 1
-            with self._write() as cur:
+            with gc_paused(), self._write() as cur:
                 self._lock_projections(cur, tenant_id, names)
                 cursors = {
                     name: seq
@@ -234,7 +235,7 @@ class SqlProjector(SqlProjectionReads):
                 return 0
 
             def prepare(after: int) -> PreparedBatch | None:
-                with reader() as rcur:
+                with gc_paused(), reader() as rcur:
                     events, bad = self._fetch_after(
                         rcur, tenant_id, after, batch_size, until_log_seq
                     )
@@ -246,21 +247,30 @@ class SqlProjector(SqlProjectionReads):
             applied = 0
             try:
                 helper.request(starts.pop())
-                while (batch := helper.take()) is not None:
-                    with self._write() as cur:
+                batch = helper.take()
+                while batch is not None:
+                    with gc_paused(), self._write() as cur:
                         self._lock_projections(cur, tenant_id, names)
                         cursors = self._cursors(cur, tenant_id, t)
                         if any(cursors[name] != batch.start for name in names):
                             return applied  # someone else moved them: the ordinary loop
-                        # The helper starts once the writer stops needing the
-                        # GIL: at the commit, or on a server that writes, once
-                        # the rows are sent.
-                        start_next = partial(helper.request, batch.writes.last_log_seq)
-                        early = start_next if self.server_side_writes else None
-                        self._write_prepared(cur, tenant_id, batch, names, t, early)
-                        if early is None:
-                            start_next()
-                    applied += batch.event_count
+                        in_transaction = 0
+                        while batch is not None:
+                            in_transaction += batch.event_count
+                            last = in_transaction >= self.catch_up_commit_events
+                            # The helper starts once the writer stops needing
+                            # the GIL: at the commit, or on a server that
+                            # writes, once the rows are sent.
+                            start_next = partial(helper.request, batch.writes.last_log_seq)
+                            at_commit = last and not self.server_side_writes
+                            early = None if at_commit else start_next
+                            self._write_prepared(cur, tenant_id, batch, names, t, early)
+                            applied += batch.event_count
+                            if at_commit:
+                                start_next()
+                            batch = None if last else helper.take()
+                    if last:
+                        batch = helper.take()
             finally:
                 helper.close()
             return applied

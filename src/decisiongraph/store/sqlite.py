@@ -57,6 +57,13 @@ def translate_sqlite_error(exc: Exception) -> DecisionGraphError | None:
 class SQLiteEventStore(SqlEventStore):
     """SQLite implementation of the event store."""
 
+    # Each commit writes every index page its transaction dirtied to the WAL,
+    # and a batch of projected events dirties pages all over the random-keyed
+    # indexes: one commit per three batches of 5,000 wrote half the bytes of
+    # a rebuild and took a fifth off its time. (PostgreSQL, which overlaps
+    # the next batch's fold with the server's writes, is faster per batch.)
+    catch_up_commit_events = 15_000
+
     def __init__(
         self,
         path: str | Path = ":memory:",
