@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from decisiongraph.core.envelope import StoredEvent
 from decisiongraph.core.errors import ConflictError, EventSequenceInvalidError
 from decisiongraph.core.event_types import TRACE_FINISHED
 from decisiongraph.projections.context_graph import graph_writes
 from decisiongraph.projections.policy_index import policy_eval_row
+from decisiongraph.projections.projected_event import ProjectedEvent
 from decisiongraph.projections.rows import (
     CONTEXT_GRAPH,
     POLICY_EVAL_INDEX,
@@ -45,7 +45,7 @@ class BatchWrites:
     event_count: int = 0
 
 
-def traces_needing_history(events: Sequence[StoredEvent]) -> set[str]:
+def traces_needing_history(events: Sequence[ProjectedEvent]) -> set[str]:
     """Traces whose first event in the batch continues an earlier part.
 
     Their next expected trace_seq must come from the already-projected log.
@@ -61,7 +61,7 @@ def traces_needing_history(events: Sequence[StoredEvent]) -> set[str]:
 
 
 def fold_events(
-    events: Iterable[StoredEvent],
+    events: Iterable[ProjectedEvent],
     expected_seq: Mapping[str, int] | None = None,
     *,
     bad_hashes: frozenset[int] = frozenset(),

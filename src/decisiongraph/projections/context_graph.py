@@ -12,7 +12,7 @@ from collections.abc import Container
 from typing import Any
 
 from decisiongraph.core import event_types as et
-from decisiongraph.core.envelope import StoredEvent
+from decisiongraph.projections.projected_event import ProjectedEvent
 from decisiongraph.projections.rows import EdgeRow, NodeRow
 
 
@@ -33,7 +33,7 @@ def _placeholder(node_id: str, edge: EdgeRow) -> NodeRow:
 
 
 def graph_writes(
-    event: StoredEvent, known: Container[str] = ()
+    event: ProjectedEvent, known: Container[str] = ()
 ) -> tuple[list[NodeRow], list[EdgeRow]]:
     """Node writes (own nodes, then edge endpoints) and edges for one event.
 

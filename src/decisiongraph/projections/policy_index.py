@@ -6,12 +6,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from decisiongraph.core import event_types as et
-from decisiongraph.core.envelope import StoredEvent
 from decisiongraph.core.errors import SchemaViolationError
+from decisiongraph.projections.projected_event import ProjectedEvent
 from decisiongraph.projections.rows import PolicyEvalRow, PrecedentRow
 
 
-def _policy_of(event: StoredEvent) -> tuple[str, str]:
+def _policy_of(event: ProjectedEvent) -> tuple[str, str]:
     policy: Any = event.payload.get("policy")
     policy_id = policy.get("policy_id") if isinstance(policy, dict) else None
     version = policy.get("policy_version") if isinstance(policy, dict) else None
@@ -22,7 +22,7 @@ def _policy_of(event: StoredEvent) -> tuple[str, str]:
     return policy_id, version
 
 
-def policy_eval_row(event: StoredEvent) -> PolicyEvalRow | None:
+def policy_eval_row(event: ProjectedEvent) -> PolicyEvalRow | None:
     """The index row of a PolicyEvaluated event."""
     if event.event_type != et.POLICY_EVALUATED:
         return None
@@ -37,7 +37,7 @@ def policy_eval_row(event: StoredEvent) -> PolicyEvalRow | None:
     )
 
 
-def precedent_rows(trace_events: Iterable[StoredEvent]) -> list[PrecedentRow]:
+def precedent_rows(trace_events: Iterable[ProjectedEvent]) -> list[PrecedentRow]:
     """Rows of a finished trace, from its events in trace_seq order.
 
     Only TraceStarted, PolicyEvaluated and ExceptionRequested events matter,

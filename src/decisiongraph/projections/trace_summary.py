@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from decisiongraph.core import event_types as et
-from decisiongraph.core.envelope import StoredEvent
+from decisiongraph.projections.projected_event import ProjectedEvent
 from decisiongraph.projections.rows import TraceFinish, TraceSummaryRow
 
 
@@ -21,7 +21,7 @@ def _entity_field(entity: Any, key: str) -> str | None:
     return value if value else None
 
 
-def summary_write(event: StoredEvent) -> TraceSummaryRow | TraceFinish | None:
+def summary_write(event: ProjectedEvent) -> TraceSummaryRow | TraceFinish | None:
     """The summary insert (TraceStarted) or update (TraceFinished), if any."""
     payload = event.payload
     if event.event_type == et.TRACE_STARTED:

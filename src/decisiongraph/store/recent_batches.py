@@ -16,9 +16,9 @@ import threading
 import time
 from collections import OrderedDict
 
-from decisiongraph.core.envelope import StoredEvent
+from decisiongraph.projections.projected_event import ReplayedEvent
 
-Batch = tuple[list[StoredEvent], frozenset[int]]  # events, log_seqs with bad hashes
+Batch = tuple[list[ReplayedEvent], frozenset[int]]  # events, log_seqs with bad hashes
 
 TTL_SECONDS = 1.0
 MAX_ENTRIES = 2  # workers of a tenant stand together; batches are large
@@ -62,7 +62,7 @@ class RecentBatches:
         self,
         tenant_id: str,
         after: int,
-        events: list[StoredEvent],
+        events: list[ReplayedEvent],
         bad: frozenset[int],
         consumers: frozenset[str],
     ) -> None:

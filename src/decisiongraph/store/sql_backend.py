@@ -22,6 +22,7 @@ from decisiongraph.core.errors import (
     StorageError,
 )
 from decisiongraph.core.refs import ActorRef, SourceRef
+from decisiongraph.projections.projected_event import ReplayedEvent
 from decisiongraph.store.append_plan import AppendPlan, Row, TraceHead
 from decisiongraph.store.columns import EVENT_COLUMNS
 from decisiongraph.store.recent_batches import RecentBatches
@@ -88,6 +89,26 @@ def event_from_row(row: Sequence[Any]) -> StoredEvent:
         row[16],
         tags,
         row[20],
+    )
+
+
+# What catch-up reads of each event: the fields the folds use, then the
+# stored payload and its hash (checked before the fold sees the event).
+REPLAY_SELECT = (
+    "SELECT log_seq, event_id, trace_id, trace_seq, event_type, occurred_at, "
+    "actor_type, actor_id, payload_json, payload_hash FROM dg_event_log"
+)
+REPLAY_PAYLOAD = 8  # index of payload_json in a REPLAY_SELECT row
+
+
+def replayed_from_row(row: Sequence[Any]) -> ReplayedEvent:
+    """Decode a row selected with ``REPLAY_SELECT`` (hash already checked)."""
+    try:
+        payload = loads(row[8])
+    except (ValueError, TypeError) as exc:
+        raise StorageError(f"Corrupt stored JSON at log_seq {row[0]}: {exc}") from exc
+    return ReplayedEvent(
+        row[0], row[1], row[2], row[3], row[4], row[5], _actor(row[6], row[7]), payload
     )
 
 

@@ -18,6 +18,7 @@ from decisiongraph.projections.digests import (
     context_graph_digest,
 )
 from decisiongraph.projections.policy_index import PRECEDENT_SOURCE_TYPES, precedent_rows
+from decisiongraph.projections.projected_event import ProjectedEvent, ReplayedEvent
 from decisiongraph.projections.rows import (
     CONTEXT_GRAPH,
     POLICY_EVAL_INDEX,
@@ -33,14 +34,14 @@ from decisiongraph.store.gc_pause import gc_paused
 from decisiongraph.store.read_ahead import ReadAhead
 from decisiongraph.store.sql_backend import (
     EDGE_COLS,
-    EVENT_SELECT,
     NODE_COLS,
     PRECEDENT_COLS,
+    REPLAY_SELECT,
     SUMMARY_COLS,
     Cursor,
     chunks,
-    event_from_row,
     next_window,
+    replayed_from_row,
 )
 from decisiongraph.store.sql_projection_reads import SqlProjectionReads
 from decisiongraph.store.tables import LIVE, TableSet
@@ -53,7 +54,7 @@ class PreparedBatch:
     start: int  # the cursor it continues from
     event_count: int
     writes: BatchWrites
-    sources: dict[str, list[StoredEvent]]  # precedent sources of finished traces
+    sources: dict[str, list[ProjectedEvent]]  # precedent sources of finished traces
 
 
 # Column lists of the projection tables, tenant first (as the rows are built).
@@ -283,7 +284,7 @@ class SqlProjector(SqlProjectionReads):
         limit: int,
         until_log_seq: int | None = None,
         consumers: frozenset[str] = frozenset(),
-    ) -> tuple[list[StoredEvent], frozenset[int]]:
+    ) -> tuple[list[ReplayedEvent], frozenset[int]]:
         """The next events after ``after``, and the log_seqs whose payload no
         longer matches its hash.
 
@@ -300,10 +301,10 @@ class SqlProjector(SqlProjectionReads):
         bound = next_window(after, limit, until_log_seq)
         where, params = self._event_filter(tenant_id, after, bound, None, None)
         rows = self._x(
-            cur, EVENT_SELECT + where + " ORDER BY log_seq LIMIT ?", [*params, limit]
+            cur, REPLAY_SELECT + where + " ORDER BY log_seq LIMIT ?", [*params, limit]
         ).fetchall()
-        bad = frozenset(int(row[1]) for row in rows if sha256_text(row[17]) != row[18])
-        events = [event_from_row(row) for row in rows]
+        bad = frozenset(int(row[0]) for row in rows if sha256_text(row[8]) != row[9])
+        events = [replayed_from_row(row) for row in rows]
         if consumers:
             self._recent_batches.put(tenant_id, after, events, bad, consumers)
         return events, bad
@@ -338,7 +339,7 @@ class SqlProjector(SqlProjectionReads):
         self,
         cur: Cursor,
         tenant_id: str,
-        events: Sequence[StoredEvent],
+        events: Sequence[ProjectedEvent],
         cursor: int,
         names: Sequence[str],
         expected: Mapping[str, int] | None = None,
@@ -360,7 +361,7 @@ class SqlProjector(SqlProjectionReads):
         self,
         cur: Cursor,
         tenant_id: str,
-        events: Sequence[StoredEvent],
+        events: Sequence[ProjectedEvent],
         cursor: int,
         names: Sequence[str],
         expected: Mapping[str, int] | None = None,
@@ -436,7 +437,7 @@ class SqlProjector(SqlProjectionReads):
         )
 
     def _expected_trace_seqs(
-        self, cur: Cursor, tenant_id: str, events: Sequence[StoredEvent], cursor: int
+        self, cur: Cursor, tenant_id: str, events: Sequence[ProjectedEvent], cursor: int
     ) -> dict[str, int]:
         """Next trace_seq of traces continued from before the batch.
 
@@ -444,7 +445,7 @@ class SqlProjector(SqlProjectionReads):
         projected (log_seq <= cursor); one unique-index probe per trace.
         """
         expected: dict[str, int] = {}
-        firsts: dict[str, StoredEvent] = {}
+        firsts: dict[str, ProjectedEvent] = {}
         for event in events:
             firsts.setdefault(event.trace_id, event)
         for trace_id in traces_needing_history(events):
@@ -555,8 +556,8 @@ class SqlProjector(SqlProjectionReads):
         cur: Cursor,
         tenant_id: str,
         trace_ids: Sequence[str],
-        batch: Sequence[StoredEvent],
-    ) -> dict[str, list[StoredEvent]]:
+        batch: Sequence[ProjectedEvent],
+    ) -> dict[str, list[ProjectedEvent]]:
         """The precedent-source events of traces that just finished (spec 8.7).
 
         A trace that lies wholly in ``batch`` (its TraceStarted is there) is
@@ -564,7 +565,7 @@ class SqlProjector(SqlProjectionReads):
         """
         if not trace_ids:
             return {}
-        by_trace: dict[str, list[StoredEvent]] = {trace_id: [] for trace_id in trace_ids}
+        by_trace: dict[str, list[ProjectedEvent]] = {trace_id: [] for trace_id in trace_ids}
         whole = {e.trace_id for e in batch if e.trace_seq == 0 and e.trace_id in by_trace}
         for event in batch:
             if event.trace_id in whole and event.event_type in PRECEDENT_SOURCE_TYPES:
@@ -575,17 +576,17 @@ class SqlProjector(SqlProjectionReads):
             marks = ", ".join("?" for _ in chunk)
             rows = self._x(
                 cur,
-                EVENT_SELECT + f" WHERE tenant_id = ? AND trace_id IN ({marks}) "
+                REPLAY_SELECT + f" WHERE tenant_id = ? AND trace_id IN ({marks}) "
                 f"AND event_type IN ({types}) ORDER BY trace_id, trace_seq",
                 [tenant_id, *chunk, *PRECEDENT_SOURCE_TYPES],
             ).fetchall()
             for row in rows:
-                event = event_from_row(row)
+                event = replayed_from_row(row)
                 by_trace[event.trace_id].append(event)
         return by_trace
 
     def _write_precedents(
-        self, cur: Cursor, tenant_id: str, by_trace: Mapping[str, list[StoredEvent]], t: TableSet
+        self, cur: Cursor, tenant_id: str, by_trace: Mapping[str, list[ProjectedEvent]], t: TableSet
     ) -> None:
         """Replace the precedent rows of the finished traces in ``by_trace``."""
         if not by_trace:
