@@ -1,6 +1,7 @@
 """Projection catch-up: throughput, and cost against the size of the log.
 
     .venv/bin/python bench/catchup.py [--sizes 10000 100000 1000000] [--pg-events 100000]
+        [--pg-sizes 10000 100000 1000000]
 
 1. Throughput: all four projections caught up from zero over a seeded log,
    on SQLite and on PostgreSQL (events/s), beside the raw floor of reading
@@ -16,6 +17,7 @@ import shutil
 import sqlite3
 import time
 
+import psycopg
 from _data import TENANT, remove_database, scratch_postgres, seeded_envelopes, seeded_sqlite
 
 from decisiongraph.store.postgres import PostgresEventStore
@@ -86,16 +88,40 @@ def scaling(size: int) -> None:
     )
 
 
+def scaling_postgres(size: int) -> None:
+    with scratch_postgres() as url:
+        store = PostgresEventStore(url)
+        for batch in seeded_envelopes(size):
+            store.append(TENANT, batch)
+        store.project_pending(TENANT, batch_size=5000, until_log_seq=size - TAIL)
+        store.close()
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("VACUUM ANALYZE")  # as autovacuum would have by now
+            conn.execute("CHECKPOINT")
+        store = PostgresEventStore(url)
+        started = time.perf_counter()
+        applied = store.project_pending(TENANT, batch_size=5000)
+        elapsed = time.perf_counter() - started
+        store.close()
+    print(
+        f"scaling pg log {size:>9,} events: last {applied:,} caught up in {elapsed:.2f} s "
+        f"({applied / elapsed:,.0f} ev/s)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--pg-events", type=int, default=100_000)
     parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000])
+    parser.add_argument("--pg-sizes", type=int, nargs="*", default=[10_000, 100_000])
     args = parser.parse_args()
     throughput_sqlite(args.events)
     throughput_postgres(args.pg_events)
     for size in args.sizes:
         scaling(size)
+    for size in args.pg_sizes:
+        scaling_postgres(size)
 
 
 if __name__ == "__main__":

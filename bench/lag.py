@@ -1,8 +1,9 @@
 """Projection lag under a sustained append rate, on PostgreSQL.
 
-    .venv/bin/python bench/lag.py [--rate 1000] [--seconds 20]
+    .venv/bin/python bench/lag.py [--rate 1000] [--seconds 20] [--batch 20]
 
-A writer appends ``rate`` events per second (batches of 10 every 10 ms)
+A writer appends ``rate`` events per second (by default batches of 20 every
+20 ms; one commit per batch, and a commit waits for the WAL flush)
 while a worker process keeps all four projections current (NOTIFY
 wake-ups). For every batch, lag = time from its commit until every
 projection's cursor covers it. Prints p50/p95/p99/max.
@@ -27,6 +28,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--batch", type=int, default=20)
     args = parser.parse_args()
     total = int(args.rate * args.seconds)
     envelopes = [e for batch in seeded_envelopes(total) for e in batch]
@@ -59,14 +61,15 @@ def main() -> None:
 
         watcher = threading.Thread(target=watch)
         watcher.start()
-        interval = 10 / args.rate
+        size = args.batch
+        interval = size / args.rate
         started = time.perf_counter()
-        for index in range(10, len(envelopes), 10):
-            target = started + (index // 10) * interval
+        for number, index in enumerate(range(10, len(envelopes), size)):
+            target = started + number * interval
             delay = target - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
-            stored = writer.append(TENANT, envelopes[index : index + 10])
+            stored = writer.append(TENANT, envelopes[index : index + size])
             committed[stored[-1].log_seq] = time.perf_counter()
         elapsed = time.perf_counter() - started
         done.set()
