@@ -76,16 +76,8 @@ def scaling(size: int) -> None:
     # running would; otherwise it pays for checkpointing the set-up's writes.
     with sqlite3.connect(work) as conn:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    store = SQLiteEventStore(work)
-    started = time.perf_counter()
-    applied = store.project_pending(TENANT, batch_size=5000)
-    elapsed = time.perf_counter() - started
-    store.close()
+    _time_tail("scaling   ", size, SQLiteEventStore(work))
     remove_database(work)
-    print(
-        f"scaling    log {size:>9,} events: last {applied:,} caught up in {elapsed:.2f} s "
-        f"({applied / elapsed:,.0f} ev/s)"
-    )
 
 
 def scaling_postgres(size: int) -> None:
@@ -98,13 +90,16 @@ def scaling_postgres(size: int) -> None:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE")  # as autovacuum would have by now
             conn.execute("CHECKPOINT")
-        store = PostgresEventStore(url)
-        started = time.perf_counter()
-        applied = store.project_pending(TENANT, batch_size=5000)
-        elapsed = time.perf_counter() - started
-        store.close()
+        _time_tail("scaling pg", size, PostgresEventStore(url))
+
+
+def _time_tail(label: str, size: int, store: SQLiteEventStore | PostgresEventStore) -> None:
+    started = time.perf_counter()
+    applied = store.project_pending(TENANT, batch_size=5000)
+    elapsed = time.perf_counter() - started
+    store.close()
     print(
-        f"scaling pg log {size:>9,} events: last {applied:,} caught up in {elapsed:.2f} s "
+        f"{label} log {size:>9,} events: last {applied:,} caught up in {elapsed:.2f} s "
         f"({applied / elapsed:,.0f} ev/s)"
     )
 
