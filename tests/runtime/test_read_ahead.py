@@ -192,6 +192,23 @@ def test_a_failure_undoes_every_batch_of_its_transaction(
     assert_exactly_once(backlog)
 
 
+def test_a_catch_up_with_nothing_to_do_takes_no_write_lock(
+    backlog: SqlEventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every append wakes every worker; one that finds its projection at the
+    head must not queue behind (or hold up) the appenders."""
+    head = backlog.get_last_log_seq(T)
+    backlog.project_pending(T, batch_size=BATCH)
+    commits = _count_transactions(backlog, monkeypatch)
+    assert backlog.project_pending(T, batch_size=BATCH, max_batches=1) == 0
+    assert backlog.project_pending(T, projections=[TRACE_SUMMARY], until_log_seq=head) == 0
+    assert commits == []
+    backlog.append(T, seeded(2, seed=77))  # work again: the locked pass runs
+    assert backlog.project_pending(T, batch_size=BATCH, max_batches=1) > 0
+    assert commits
+    assert_exactly_once(backlog)
+
+
 def _count_transactions(store: SqlEventStore, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Write transactions ``store`` opens from now on (a spy only)."""
     opened: list[int] = []

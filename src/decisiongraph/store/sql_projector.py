@@ -164,6 +164,8 @@ class SqlProjector(SqlProjectionReads):
         t: TableSet,
         max_batches: int | None = None,
     ) -> int:
+        if self._caught_up(tenant_id, names, until_log_seq, t):
+            return 0
         applied = 0
         if max_batches is None:
             applied = self._catch_up_ahead(tenant_id, names, batch_size, until_log_seq, t)
@@ -205,6 +207,23 @@ class SqlProjector(SqlProjectionReads):
                         self._apply(cur, tenant_id, subset, start, group, t=t, bad=bad)
                 applied += len(events)
         return applied
+
+    def _caught_up(
+        self, tenant_id: str, names: Sequence[str], until_log_seq: int | None, t: TableSet
+    ) -> bool:
+        """Whether the named projections already stand at the head (or ``until``).
+
+        A plain read, so that the common wake-up with nothing to do (every
+        worker is woken by every append, and on SQLite the append usually
+        projected itself) takes no write lock from the appenders. Cursors are
+        read before the head: both only grow, so a race can only report work
+        that is not there, which the locked pass then finds out.
+        """
+        with self._read() as cur:
+            cursors = self._cursors(cur, tenant_id, t)
+            head = self._log_head_seq(cur, tenant_id)
+        target = head if until_log_seq is None else min(head, until_log_seq)
+        return all(cursors[name] >= target for name in names)
 
     def _catch_up_ahead(
         self,
