@@ -240,7 +240,9 @@ class SqlProjector(SqlProjectionReads):
         cursor, and only for backlogs of several batches. Each transaction
         still checks that the cursors stand where its batch begins; if not,
         or at a range with operator skips, it stops and leaves the rest to
-        the ordinary loop. Returns the events applied.
+        the ordinary loop. Batches share a transaction until it holds
+        ``catch_up_commit_events`` events, so a failure undoes all of them.
+        Returns the events applied.
         """
         with self._reader() as reader:
             if reader is None:
