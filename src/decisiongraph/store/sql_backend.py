@@ -98,7 +98,6 @@ REPLAY_SELECT = (
     "SELECT log_seq, event_id, trace_id, trace_seq, event_type, occurred_at, "
     "actor_type, actor_id, payload_json, payload_hash FROM dg_event_log"
 )
-REPLAY_PAYLOAD = 8  # index of payload_json in a REPLAY_SELECT row
 
 
 def replayed_from_row(row: Sequence[Any]) -> ReplayedEvent:
