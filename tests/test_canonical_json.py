@@ -18,10 +18,11 @@ from decisiongraph.core.canonical_json import (
     json_d_data,
     json_p,
     json_p_data,
+    json_p_plain,
     loads,
 )
 from decisiongraph.core.hashing import payload_hash, sha256_text
-from decisiongraph.core.validation import validate_envelope
+from decisiongraph.core.validation import _SAFETY, _first_float, validate_envelope
 from decisiongraph.projections.digests import (
     EMPTY_DIGESTS,
     array_digest,
@@ -285,3 +286,78 @@ def test_loads_keeps_big_integers_and_accepts_what_the_stdlib_accepts() -> None:
     for bad in ("", "{", '{"a":1} x', b"\xff"):
         with pytest.raises(ValueError):
             loads(bad)
+
+
+class _Text(str):
+    pass
+
+
+# Anything a caller may put in a payload: floats of every kind, integers of
+# any size, lone surrogates, NUL, tuples, subclasses, odd keys and types.
+_PAYLOADS = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=2**63 - 3, max_value=2**64 + 3)
+    | st.floats()
+    | st.text(st.characters(blacklist_categories=()))
+    | st.sampled_from([_Level.HIGH, _Text("sub"), b"bytes", object(), "\x00"]),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.tuples(inner, inner)
+        | st.dictionaries(st.text(), inner, max_size=4)
+        | st.dictionaries(st.integers() | st.booleans() | st.none(), inner, min_size=1, max_size=2)
+        | st.builds(lambda items: OrderedDict(items), st.lists(st.tuples(st.text(), inner)))
+    ),
+    max_leaves=20,
+)
+
+
+@given(_PAYLOADS)
+def test_the_plain_payload_path_writes_what_the_checked_path_writes(value: Any) -> None:
+    """Whatever ``json_p_plain`` encodes, the checked path (the stdlib encoder
+    with NaN allowed, then the float search) accepts as float-free and writes
+    identically; whatever it declines, the checked path handles as before."""
+    plain = json_p_plain(value)
+    if plain is None:
+        return
+    assert plain == json_p(value)
+    assert plain == _SAFETY(value)
+    assert _first_float(value, plain) is None
+
+
+_PLAIN = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=5),
+    max_leaves=25,
+)
+
+
+@given(_PLAIN)
+def test_plain_payloads_take_the_fast_path_and_it_writes_json_p(value: Any) -> None:
+    assert json_p_plain(value) == json_p(value)
+
+
+def test_the_plain_payload_path_declines_what_it_cannot_vouch_for() -> None:
+    loop: dict[str, Any] = {}
+    loop["self"] = loop
+    declined = [
+        {"x": 1.0},
+        {"x": float("nan")},
+        {"x": (1, 2)},
+        {"x": 2**64},
+        {"x": "\ud800"},
+        {1: "x"},
+        {"x": _Level.HIGH},
+        {"x": _Text("a")},
+        OrderedDict(x=1),
+        loop,
+    ]
+    for value in declined:
+        assert json_p_plain(value) is None, value
+    assert json_p_plain({"b": [1, True, None, "\x00é"], "a": -(2**63)}) == (
+        '{"a":-9223372036854775808,"b":[1,true,null,"\\u0000é"]}'
+    )

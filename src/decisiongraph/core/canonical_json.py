@@ -129,6 +129,43 @@ def json_p_data(value: Any) -> str:
         return _encode_p(value)
 
 
+# A walk longer than this is more than any payload needs, or a cycle.
+_PLAIN_NODES_MAX = 100_000
+
+
+def json_p_plain(value: Any) -> str | None:
+    """:func:`json_p` of *plain* data, or None when ``value`` is not plain.
+
+    Plain: built only of exact ``dict`` (with ``str`` keys), ``list``,
+    ``str``, ``int`` within 64 bits, ``bool`` and ``None``. For such data
+    orjson writes exactly the stdlib's text in about a third of the time.
+    Anything else (floats, tuples, subclasses, other types, big integers,
+    lone surrogates, cycles) gets None, and the caller takes the checked
+    path that says precisely what is wrong.
+    """
+    stack = [value]
+    seen = 0
+    while stack:
+        item = stack.pop()
+        seen += 1
+        kind = type(item)
+        if kind is dict:
+            for key in item:
+                if type(key) is not str:
+                    return None
+            stack.extend(item.values())
+        elif kind is list:
+            stack.extend(item)
+        elif kind is not str and kind is not int and kind is not bool and item is not None:
+            return None
+        if seen > _PLAIN_NODES_MAX:
+            return None
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    except orjson.JSONEncodeError:  # an integer beyond 64 bits, a lone surrogate
+        return None
+
+
 def json_d_data(value: Any) -> str:
     """:func:`json_d` of float-free JSON data, identical output, faster."""
     text = json_p_data(value)

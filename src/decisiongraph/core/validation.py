@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from decisiongraph.core.canonical_json import compiled
+from decisiongraph.core.canonical_json import compiled, json_p_plain
 from decisiongraph.core.envelope import EventEnvelope
 from decisiongraph.core.errors import InvalidArgumentError, SchemaViolationError
 from decisiongraph.core.event_types import check_payload_shape
@@ -228,11 +228,15 @@ def _json_safe_text(payload: Any) -> str:
         text.encode("utf-8")
     except (TypeError, ValueError, RecursionError, UnicodeEncodeError) as exc:
         raise InvalidArgumentError(f"Payload is not JSON-serializable: {exc}") from exc
+    _refuse_nul(payload, text)
+    return text
+
+
+def _refuse_nul(payload: Any, text: str) -> None:
     # PostgreSQL text cannot hold NUL and projections copy payload strings
     # into text columns, so NUL is refused on every backend alike.
     if "\\u0000" in text and _contains_nul(payload):
         raise InvalidArgumentError("Payload strings must not contain NUL (U+0000)")
-    return text
 
 
 def validate_envelope(envelope: EventEnvelope) -> ValidatedEvent:
@@ -244,8 +248,16 @@ def validate_envelope(envelope: EventEnvelope) -> ValidatedEvent:
     check_idempotency_key(envelope.idempotency_key)
     joined = check_envelope_fields(envelope)
     payload = envelope.payload
-    text = _json_safe_text(payload)  # first: it also rejects circular structures
-    first_float = _first_float(payload, text)
+    # Plain data (no floats, tuples or odd types) is encoded by the fast
+    # path, which needs no float search; the rest takes the checked path.
+    plain = json_p_plain(payload)
+    if plain is not None:
+        text = plain
+        _refuse_nul(payload, text)
+        first_float = None
+    else:
+        text = _json_safe_text(payload)  # first: it also rejects circular structures
+        first_float = _first_float(payload, text)
     check_payload_shape(envelope.event_type, payload)
     # Every scanned string (and a few more), newline-joined: no pattern holds
     # a newline or a JSON-escaped character, so a miss here is a miss
@@ -267,7 +279,8 @@ def validate_envelope(envelope: EventEnvelope) -> ValidatedEvent:
             f"Floats are not allowed in payloads (found at '{first_float}')",
             details={"path": first_float},
         )
-    tags_text = _SCOPE(list(envelope.tags)) if envelope.tags else "[]"
+    tags = list(envelope.tags)
+    tags_text = (json_p_plain(tags) or _SCOPE(tags)) if tags else "[]"
     return ValidatedEvent(
         envelope=envelope,
         payload_json=text,
