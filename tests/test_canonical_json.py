@@ -327,10 +327,7 @@ def test_the_plain_payload_path_writes_what_the_checked_path_writes(value: Any) 
 
 
 _PLAIN = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
-    | st.text(),
+    st.none() | st.booleans() | st.integers(min_value=-(2**63), max_value=2**64 - 1) | st.text(),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=5),
     max_leaves=25,
 )
