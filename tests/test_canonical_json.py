@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+import uuid
 from collections import OrderedDict
 from typing import Any
 
@@ -348,6 +349,8 @@ def test_the_plain_payload_path_declines_what_it_cannot_vouch_for() -> None:
         {"x": 2**64},
         {"x": "\ud800"},
         {1: "x"},
+        {_Text("k"): 1},
+        {"x": [{"y": {"z": None}}, uuid.UUID(int=7)]},
         {"x": _Level.HIGH},
         {"x": _Text("a")},
         OrderedDict(x=1),
