@@ -281,8 +281,9 @@ class SqlProjector(SqlProjectionReads):
                             in_transaction += batch.event_count
                             last = in_transaction >= self.catch_up_commit_events
                             # The helper starts once the writer stops needing
-                            # the GIL: at the commit, or on a server that
-                            # writes, once the rows are sent.
+                            # the GIL: at the commit, or once the rows are sent
+                            # where the server writes them or where the writer
+                            # has nothing to do but wait for the next batch.
                             start_next = partial(helper.request, batch.writes.last_log_seq)
                             at_commit = last and not self.server_side_writes
                             early = None if at_commit else start_next
