@@ -14,7 +14,7 @@ import pytest
 from decisiongraph.projections.rows import PROJECTION_NAMES, TRACE_SUMMARY
 from decisiongraph.store.read_ahead import ReadAhead
 from decisiongraph.store.sql_base import SqlEventStore
-from decisiongraph.store.sqlite import SQLiteEventStore
+from decisiongraph.store.sqlite import BULK_CACHE_KIB, CACHE_KIB, SQLiteEventStore
 from tests.runtime.support import T, assert_exactly_once, open_sql, seeded
 from tests.runtime.test_dead_letters import (  # noqa: F401 (poisoned is a fixture)
     POISON,
@@ -207,6 +207,43 @@ def test_a_catch_up_with_nothing_to_do_takes_no_write_lock(
     assert backlog.project_pending(T, batch_size=BATCH, max_batches=1) > 0
     assert commits
     assert_exactly_once(backlog)
+
+
+def test_a_long_sqlite_catch_up_gets_a_larger_page_cache_for_its_duration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SQLiteEventStore(tmp_path / "bulk.db")
+    seen: list[int] = []
+    original = ReadAhead.request
+
+    def spy(self: ReadAhead[object], after: int) -> None:
+        with store._read() as cur:
+            seen.append(int(cur.execute("PRAGMA cache_size").fetchone()[0]))
+        original(self, after)
+
+    def cache_size() -> int:
+        with store._read() as cur:
+            return int(cur.execute("PRAGMA cache_size").fetchone()[0])
+
+    monkeypatch.setattr(ReadAhead, "request", spy)
+    try:
+        store.append(T, seeded(60, seed=5))
+        assert cache_size() == -CACHE_KIB
+        store.project_pending(T, batch_size=BATCH)
+        assert seen and set(seen) == {-BULK_CACHE_KIB}
+        assert cache_size() == -CACHE_KIB
+        # A failing catch-up gives the memory back too.
+        store.reset_projections(T)
+        monkeypatch.setattr(SqlEventStore, "_write_prepared", _failing)
+        with pytest.raises(RuntimeError):
+            store.project_pending(T, batch_size=BATCH)
+        assert cache_size() == -CACHE_KIB
+    finally:
+        store.close()
+
+
+def _failing(*args: object, **kwargs: object) -> None:
+    raise RuntimeError("disk on fire")
 
 
 def _count_transactions(store: SqlEventStore, monkeypatch: pytest.MonkeyPatch) -> list[int]:

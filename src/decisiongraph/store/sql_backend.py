@@ -223,6 +223,11 @@ class SqlBackend:
         yield None
 
     @contextmanager
+    def _bulk_writes(self) -> Iterator[None]:
+        """Around a long catch-up: a backend may give its writer more memory."""
+        yield
+
+    @contextmanager
     def _pipelined(self) -> Iterator[None]:
         """Statements in the block may be sent before earlier ones are answered
         (PostgreSQL's pipeline mode); the block ends with every answer in."""

@@ -266,37 +266,50 @@ class SqlProjector(SqlProjectionReads):
                     return self._prepare(rcur, tenant_id, events, after, names, bad=bad)
 
             helper = ReadAhead(prepare)
-            applied = 0
             try:
-                helper.request(starts.pop())
-                batch = helper.take()
-                while batch is not None:
-                    with gc_paused(), self._write() as cur:
-                        self._lock_projections(cur, tenant_id, names)
-                        cursors = self._cursors(cur, tenant_id, t)
-                        if any(cursors[name] != batch.start for name in names):
-                            return applied  # someone else moved them: the ordinary loop
-                        in_transaction = 0
-                        while batch is not None:
-                            in_transaction += batch.event_count
-                            last = in_transaction >= self.catch_up_commit_events
-                            # The helper starts once the writer stops needing
-                            # the GIL: at the commit, or once the rows are sent
-                            # where the server writes them or where the writer
-                            # has nothing to do but wait for the next batch.
-                            start_next = partial(helper.request, batch.writes.last_log_seq)
-                            at_commit = last and not self.server_side_writes
-                            early = None if at_commit else start_next
-                            self._write_prepared(cur, tenant_id, batch, names, t, early)
-                            applied += batch.event_count
-                            if at_commit:
-                                start_next()
-                            batch = None if last else helper.take()
-                    if last:
-                        batch = helper.take()
+                with self._bulk_writes():
+                    return self._write_ahead(helper, starts.pop(), tenant_id, names, t)
             finally:
                 helper.close()
-            return applied
+
+    def _write_ahead(
+        self,
+        helper: ReadAhead[PreparedBatch | None],
+        start: int,
+        tenant_id: str,
+        names: Sequence[str],
+        t: TableSet,
+    ) -> int:
+        """Write the batches ``helper`` prepares from ``start`` on, several to a
+        transaction, until it has none or someone else has moved a cursor."""
+        applied = 0
+        helper.request(start)
+        batch = helper.take()
+        while batch is not None:
+            with gc_paused(), self._write() as cur:
+                self._lock_projections(cur, tenant_id, names)
+                cursors = self._cursors(cur, tenant_id, t)
+                if any(cursors[name] != batch.start for name in names):
+                    return applied  # someone else moved them: the ordinary loop
+                in_transaction = 0
+                while batch is not None:
+                    in_transaction += batch.event_count
+                    last = in_transaction >= self.catch_up_commit_events
+                    # The helper starts once the writer stops needing the GIL:
+                    # at the commit, or once the rows are sent where the server
+                    # writes them or where the writer has nothing to do but
+                    # wait for the next batch.
+                    start_next = partial(helper.request, batch.writes.last_log_seq)
+                    at_commit = last and not self.server_side_writes
+                    early = None if at_commit else start_next
+                    self._write_prepared(cur, tenant_id, batch, names, t, early)
+                    applied += batch.event_count
+                    if at_commit:
+                        start_next()
+                    batch = None if last else helper.take()
+            if last:
+                batch = helper.take()
+        return applied
 
     def _fetch_after(
         self,
