@@ -39,7 +39,6 @@ from decisiongraph.sdk import calls
 from decisiongraph.sdk.batcher import Batcher, auth_headers, open_buffered
 from decisiongraph.sdk.client import SseParser, batch_body
 from decisiongraph.sdk.errors import RETRYABLE_STATUSES, error_from_response
-from decisiongraph.sdk.ids import new_uuid4
 from decisiongraph.sdk.results import AppendResult, SpooledEvent, appended_event, stored_event
 from decisiongraph.sdk.retry import RetryPolicy
 
@@ -69,8 +68,6 @@ class AsyncTraceScope(TraceScope[Awaitable[AppendResult]]):
 
 class AsyncClient(EventHelpers[Awaitable[AppendResult]]):
     """A DecisionGraph server for asyncio code (one event loop)."""
-
-    new_id = staticmethod(new_uuid4)  # no system call per id on the agent's thread
 
     def __init__(
         self,

@@ -41,7 +41,6 @@ from decisiongraph.runtime.health import ProjectionStatus
 from decisiongraph.sdk import calls
 from decisiongraph.sdk.batcher import Batcher, auth_headers, open_buffered
 from decisiongraph.sdk.errors import RETRYABLE_STATUSES, error_from_response
-from decisiongraph.sdk.ids import new_uuid4
 from decisiongraph.sdk.results import AppendResult, SpooledEvent, appended_event, stored_event
 from decisiongraph.sdk.retry import RetryPolicy
 
@@ -85,8 +84,6 @@ class SseParser:
 
 class Client(EventHelpers[AppendResult]):
     """A DecisionGraph server, seen by one agent (thread-safe)."""
-
-    new_id = staticmethod(new_uuid4)  # no system call per id on the agent's thread
 
     def __init__(
         self,

@@ -263,12 +263,11 @@ class SqlBackend:
     ) -> None:
         """INSERT ``rows`` in order; ``conflict`` is an optional ON CONFLICT clause."""
         if rows:
-            marks = ", ".join("?" for _ in columns)
-            sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) {conflict}"
+            sql = self._sql(_insert_sql(table, tuple(columns), conflict))
             if len(rows) == 1:  # the inline projection of a single append
-                self._x(cur, sql, rows[0])
+                cur.execute(sql, rows[0])
             else:
-                self._many(cur, sql, rows)
+                cur.executemany(sql, rows)
 
     def _delete_traces(
         self, cur: Cursor, table: str, tenant_id: str, trace_ids: Sequence[str]
@@ -359,3 +358,11 @@ class SqlBackend:
         max_batches: int | None = None,
     ) -> int:
         raise NotImplementedError
+
+
+@lru_cache(maxsize=256)
+def _insert_sql(table: str, columns: tuple[str, ...], conflict: str) -> str:
+    """The INSERT text for a table's rows (built once: the inline projection
+    of every single append writes several)."""
+    marks = ", ".join("?" for _ in columns)
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) {conflict}"

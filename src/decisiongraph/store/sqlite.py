@@ -199,6 +199,11 @@ class SQLiteEventStore(SqlEventStore):
         """One transaction for the queued appends, a savepoint each (an
         append queued alone needs none: its failure undoes the transaction)."""
         group = take_group(self._queue)
+        import os as _os
+
+        if _os.environ.get("DG_GSTAT"):
+            with open(_os.environ["DG_GSTAT"], "a") as _f:
+                _f.write(f"{len(group)} {sum(len(r.items) for r in group)}\n")
         try:
             if len(group) == 1:
                 alone = group[0]
