@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from decisiongraph.core.envelope import EventEnvelope, StoredEvent
 from decisiongraph.core.errors import DecisionGraphError
 from decisiongraph.facade import DecisionGraph
+from decisiongraph.store import group_commit
 from decisiongraph.store.sqlite import SQLiteEventStore
 from tests.contract.helpers import ORDER, envelope, full_trace
 
@@ -283,3 +284,69 @@ def test_many_threads_appending_at_once_leave_an_exact_log(tmp_path: Path) -> No
         store.reset_projections(T)
         store.project_pending(T)
         assert store.digests(T) == live
+
+
+# -- appends on their way ------------------------------------------------------
+
+
+def test_a_writer_waits_for_an_announced_append_and_commits_both_at_once(
+    store: SQLiteEventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(group_commit, "LINGER_SECONDS", 60.0)  # only the arrival ends it
+    commits: list[str] = []
+    store._conn.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+    arrival = store.expect_append()  # e.g. a request whose body is still being read
+    results: dict[str, list[StoredEvent]] = {}
+    first = threading.Thread(target=lambda: results.update(a=store.append(T, full_trace("a"))))
+    first.start()
+    wait_for(lambda: len(store._queue) == 1, "the first append to be queued")
+    with store.arriving(arrival):  # the announced append arrives and is queued
+        results["b"] = store.append(T, full_trace("b"))
+    first.join(30)
+    assert not first.is_alive()
+    assert len(commits) == 1  # both in the writer's one transaction
+    assert [e.log_seq for e in results["a"] + results["b"]] == list(
+        range(1, len(full_trace("a")) * 2 + 1)
+    )
+    assert store._arrivals.on_the_way == 0
+    assert store.verify_chain(T) is None
+
+
+def test_an_append_with_nobody_on_the_way_never_waits(
+    store: SQLiteEventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(group_commit, "LINGER_SECONDS", 60.0)
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (store.append(T, full_trace("a")), done.set()))
+    worker.start()
+    assert done.wait(30), "a lone append waited for arrivals that never come"
+    worker.join()
+
+
+def test_an_arrival_is_settled_once_even_when_its_append_fails(
+    store: SQLiteEventStore,
+) -> None:
+    arrival = store.expect_append()
+    with pytest.raises(DecisionGraphError), store.arriving(arrival):
+        store.append(T, [envelope("x", 3, "InputObserved")])  # refused before queueing
+    assert store._arrivals.on_the_way == 0
+    arrival.settle()  # the request's own finally: nothing more to settle
+    assert store._arrivals.on_the_way == 0
+    with store.arriving():  # an arrival announced by the block itself
+        assert store._arrivals.on_the_way == 1
+        store.append(T, full_trace("y"))
+        assert store._arrivals.on_the_way == 0  # settled once queued
+    assert store._arrivals.on_the_way == 0
+
+
+def test_an_abandoned_announcement_holds_a_writer_no_longer_than_the_linger(
+    store: SQLiteEventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(group_commit, "LINGER_SECONDS", 0.05)
+    arrival = store.expect_append()  # announced, never appended (e.g. a client gone)
+    try:
+        stored = store.append(T, full_trace("a"))
+    finally:
+        arrival.settle()
+    assert [e.log_seq for e in stored] == list(range(1, len(stored) + 1))
+    assert store._arrivals.on_the_way == 0

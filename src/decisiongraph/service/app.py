@@ -21,7 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from decisiongraph.core.canonical_json import loads
-from decisiongraph.core.envelope import envelopes_from
+from decisiongraph.core.envelope import EventEnvelope, StoredEvent, envelopes_from
 from decisiongraph.core.errors import DecisionGraphError, InvalidArgumentError
 from decisiongraph.query import events as event_queries
 from decisiongraph.query.graph import (
@@ -245,32 +245,42 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Append one event, or up to 1,000 in one transaction",
     )
     async def post_events(request: Request) -> Response:
+        # Announced from the start: a concurrent SQLite writer may wait for
+        # this append to commit it with its own (see store.group_commit).
+        arrival = request.app.state.pool.primary.expect_append()
+        try:
+            return await append_body(request, arrival)
+        finally:
+            arrival.settle()
+
+    async def append_body(request: Request, arrival: Any) -> Response:
         who = await run_in_threadpool(principal, request, "events:write")
         raw = await request.body()
-        try:
-            document = loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ServiceError(f"Malformed JSON: {exc}", code=MALFORMED_JSON) from exc
-        if isinstance(document, dict) and "events" in document and "event_id" not in document:
-            items = document["events"]
-            if not isinstance(items, list) or not items:
-                raise InvalidArgumentError("'events' must be a non-empty array")
-            if len(items) > settings.max_batch_events:
-                raise ServiceError(
-                    f"At most {settings.max_batch_events} events per request",
-                    code=PAYLOAD_TOO_LARGE,
-                )
-        else:
-            items = [document]
-        envelopes = envelopes_from(items)
-        stored = await call(
-            request,
-            "events:write",
-            lambda store, tenant: store.append(
-                tenant, envelopes, project=project_on_append, catch_up=False
-            ),
-            who,
-        )
+
+        def envelopes_of_body() -> list[EventEnvelope]:
+            try:
+                document = loads(raw)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise ServiceError(f"Malformed JSON: {exc}", code=MALFORMED_JSON) from exc
+            if isinstance(document, dict) and "events" in document and "event_id" not in document:
+                items = document["events"]
+                if not isinstance(items, list) or not items:
+                    raise InvalidArgumentError("'events' must be a non-empty array")
+                if len(items) > settings.max_batch_events:
+                    raise ServiceError(
+                        f"At most {settings.max_batch_events} events per request",
+                        code=PAYLOAD_TOO_LARGE,
+                    )
+            else:
+                items = [document]
+            return envelopes_from(items)
+
+        def append(store: Any, tenant: str) -> Any:
+            with store.arriving(arrival):
+                envelopes = envelopes_of_body()
+                return store.append(tenant, envelopes, project=project_on_append, catch_up=False)
+
+        stored: list[StoredEvent] = await call(request, "events:write", append, who)
         fresh = sum(1 for event in stored if not event.repeated)
         if fresh:
             metrics.appended.labels(who.tenant_id).inc(fresh)

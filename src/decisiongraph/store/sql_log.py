@@ -4,6 +4,7 @@ and verification of the hash chain."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from decisiongraph.core.envelope import EventEnvelope, StoredEvent
@@ -22,6 +23,7 @@ from decisiongraph.store.append_plan import (
 )
 from decisiongraph.store.chain import ChainProblem, verify_rows
 from decisiongraph.store.columns import CHAIN_FIELDS
+from decisiongraph.store.group_commit import NO_ARRIVAL, Arrival
 from decisiongraph.store.protocol import LogStats
 from decisiongraph.store.sql_backend import (
     EVENT_SELECT,
@@ -45,6 +47,21 @@ class SqlLog(SqlBackend):
     """Appends and reads of the append-only log."""
 
     # -- append ------------------------------------------------------------
+    def expect_append(self) -> Arrival:
+        """Announce an append this caller is about to make (see :meth:`arriving`)."""
+        return NO_ARRIVAL
+
+    @contextmanager
+    def arriving(self, arrival: Arrival | None = None) -> Iterator[None]:
+        """This thread's coming append (parsing, validating) is on its way,
+        as announced by ``arrival`` or from now on.
+
+        A backend that groups concurrent appends into one commit (SQLite)
+        may wait briefly for appends on their way; elsewhere this does
+        nothing.
+        """
+        yield
+
     def append(
         self,
         tenant_id: str,

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 from decisiongraph.core.clock import Clock, format_timestamp, system_clock
+from decisiongraph.core.envelope import EventEnvelope, StoredEvent
 from decisiongraph.core.errors import (
     DecisionGraphError,
     EventSequenceInvalidError,
@@ -30,7 +31,7 @@ from decisiongraph.core.validation import ValidatedEvent
 from decisiongraph.store.append_cache import AppendCache
 from decisiongraph.store.append_plan import AppendPlan, Row, TraceHead
 from decisiongraph.store.columns import EVENT_COLUMNS
-from decisiongraph.store.group_commit import QueuedAppend, take_group
+from decisiongraph.store.group_commit import Arrival, Arrivals, QueuedAppend, take_group
 from decisiongraph.store.migrations import migration_files
 from decisiongraph.store.sql_backend import chunks
 from decisiongraph.store.sql_base import SqlEventStore
@@ -95,6 +96,8 @@ class SQLiteEventStore(SqlEventStore):
         self._read_only = read_only
         self._cache = AppendCache()
         self._queue: deque[QueuedAppend] = deque()
+        self._arrivals = Arrivals()
+        self._validating = threading.local()  # .arrival: this thread's append on its way
         self._private = path == ":memory:"
         self._path = path
         self._wal = False
@@ -184,14 +187,48 @@ class SQLiteEventStore(SqlEventStore):
             finally:
                 cur.close()
 
+    def append(
+        self,
+        tenant_id: str,
+        envelopes: Sequence[EventEnvelope],
+        *,
+        project: bool = False,
+        catch_up: bool = True,
+    ) -> list[StoredEvent]:
+        with self.arriving():
+            return super().append(tenant_id, envelopes, project=project, catch_up=catch_up)
+
+    def expect_append(self) -> Arrival:
+        return self._arrivals.arrive()
+
+    @contextmanager
+    def arriving(self, arrival: Arrival | None = None) -> Iterator[None]:
+        if getattr(self._validating, "arrival", None) is not None:  # counted already
+            yield
+            return
+        self._validating.arrival = arrival or self._arrivals.arrive()
+        try:
+            yield
+        finally:
+            self._arrived()
+
+    def _arrived(self) -> None:
+        arrival = getattr(self._validating, "arrival", None)
+        if arrival is not None:
+            self._validating.arrival = None
+            arrival.settle()
+
     def _commit_append(
         self, tenant_id: str, items: Sequence[ValidatedEvent], recorded_at: str, project: bool
     ) -> tuple[AppendPlan, bool]:
-        """Queue the append; whoever holds the connection next writes the queue."""
+        """Queue the append; whoever holds the connection next writes the queue,
+        once the appends still being validated have joined it."""
         request = QueuedAppend(tenant_id, items, recorded_at, project)
         self._queue.append(request)
+        self._arrived()
         with self._lock:
             while not request.done:
+                self._arrivals.wait_until_queued()
                 self._write_queued()
         return request.outcome()
 
