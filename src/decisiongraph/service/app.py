@@ -6,19 +6,13 @@ same models the handlers return.
 
 from __future__ import annotations
 
-import json
-import logging
-import re
-import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from decisiongraph.core.canonical_json import loads
 from decisiongraph.core.envelope import EventEnvelope, StoredEvent, envelopes_from
@@ -40,7 +34,6 @@ from decisiongraph.service import models as m
 from decisiongraph.service.auth import Principal, bearer_key, choose_tenant, require_scope
 from decisiongraph.service.errors import (
     ERROR_RESPONSES,
-    INTERNAL,
     MALFORMED_JSON,
     PAYLOAD_TOO_LARGE,
     UNAUTHENTICATED,
@@ -50,70 +43,12 @@ from decisiongraph.service.errors import (
     validation_error_handler,
 )
 from decisiongraph.service.metrics import Metrics
+from decisiongraph.service.middleware import BodyLimit, RequestContext
 from decisiongraph.service.pool import StorePool
 from decisiongraph.service.ratelimit import RateLimiter
 from decisiongraph.service.settings import Settings
 from decisiongraph.store.migrations import migration_files
 from decisiongraph.store.postgres import is_postgres_url
-
-log = logging.getLogger("decisiongraph.access")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-
-
-class BodyLimit:
-    """Refuse bodies over the limit before anything parses them (413).
-
-    A declared Content-Length over the limit is refused at once; a body of
-    unknown length is read up to the limit (bounded memory) and then either
-    refused or handed on intact.
-    """
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = Request(scope)
-        request.state.request_id = uuid.uuid4().hex
-        response = error_response(request, PAYLOAD_TOO_LARGE, f"Body exceeds {self.limit} bytes")
-        response.headers["X-Request-ID"] = request.state.request_id
-        await response(scope, receive, send)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers") or [])
-        declared = headers.get(b"content-length")
-        if declared is not None:
-            if declared.isdigit() and int(declared) > self.limit:
-                await self._refuse(scope, receive, send)
-                return
-            await self.app(scope, receive, send)
-            return
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            if size > self.limit:
-                await self._refuse(scope, receive, send)
-                return
-            if not message.get("more_body", False):
-                break
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -157,39 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(DecisionGraphError, domain_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
 
-    @app.middleware("http")
-    async def request_context(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        supplied = request.headers.get("x-request-id", "")
-        request.state.request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
-        started = time.perf_counter()
-        try:
-            response: Response = await call_next(request)
-        except Exception:  # an unexpected bug: log it, leak nothing
-            log.exception("unhandled error", extra={"request_id": request.state.request_id})
-            response = error_response(request, INTERNAL, "Internal error")
-        response.headers["X-Request-ID"] = request.state.request_id
-        route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")
-        elapsed = time.perf_counter() - started
-        metrics.requests.labels(request.method, template, str(response.status_code)).inc()
-        metrics.latency.labels(request.method, template).observe(elapsed)
-        log.info(
-            json.dumps(
-                {
-                    "request_id": request.state.request_id,
-                    "method": request.method,
-                    "path": request.url.path,
-                    "status": response.status_code,
-                    "duration_ms": round(elapsed * 1000, 2),
-                    "tenant": getattr(request.state, "tenant", None),
-                    "account": getattr(request.state, "account", None),
-                }
-            )
-        )
-        return response
-
+    app.add_middleware(RequestContext, metrics=metrics)
     # Added last, so it runs first: a declared or streamed body over the limit
     # is refused before anything reads or parses it.
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
