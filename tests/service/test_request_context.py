@@ -7,6 +7,7 @@ fails unexpectedly can be added and the access log read from ``caplog``.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -47,22 +48,55 @@ def url(tmp_path: Path) -> Iterator[str]:
         thread.join(30)
 
 
-def test_an_unexpected_bug_is_a_bare_500_with_the_request_id(
-    url: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    with caplog.at_level("INFO", logger="decisiongraph.access"):
-        response = httpx.get(f"{url}/boom", headers={"X-Request-ID": "trace-me-1"})
+class Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def lines(self, count: int) -> list[dict[str, object]]:
+        """The access log's JSON lines, once there are ``count`` (a request is
+        logged just after its response has been sent)."""
+        deadline = time.monotonic() + 10
+        while True:
+            found = [json.loads(r.getMessage()) for r in self.records if r.getMessage()[:1] == "{"]
+            if len(found) >= count or time.monotonic() > deadline:
+                return found
+            time.sleep(0.01)
+
+
+@pytest.fixture()
+def access_log() -> Iterator[Records]:
+    """The access logger's records, whatever other tests did to logging."""
+    logger = logging.getLogger("decisiongraph.access")
+    handler = Records()
+    saved = (logger.level, logger.disabled)
+    logger.setLevel(logging.INFO)
+    logger.disabled = False
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.disabled = saved[1]
+
+
+def test_an_unexpected_bug_is_a_bare_500_with_the_request_id(url: str, access_log: Records) -> None:
+    response = httpx.get(f"{url}/boom", headers={"X-Request-ID": "trace-me-1"})
     assert response.status_code == 500
     error = response.json()["error"]
     assert error["code"] == "DG_ERR_INTERNAL"
     assert error["request_id"] == "trace-me-1"
     assert "secret detail" not in response.text
     assert response.headers.get_list("X-Request-ID") == ["trace-me-1"]
-    access = [json.loads(r.message) for r in caplog.records if r.message.startswith("{")]
+    access = access_log.lines(1)
     assert {"request_id": "trace-me-1", "status": 500, "path": "/boom"}.items() <= access[
         -1
     ].items()
-    assert any(r.exc_info and "secret detail" in str(r.exc_info[1]) for r in caplog.records)
+    assert any(r.exc_info and "secret detail" in str(r.exc_info[1]) for r in access_log.records)
 
 
 def test_request_ids_are_echoed_when_well_formed_and_made_otherwise(url: str) -> None:
@@ -77,13 +111,12 @@ def test_request_ids_are_echoed_when_well_formed_and_made_otherwise(url: str) ->
 
 
 def test_every_request_is_logged_as_json_and_counted_by_route_template(
-    url: str, caplog: pytest.LogCaptureFixture
+    url: str, access_log: Records
 ) -> None:
-    with caplog.at_level("INFO", logger="decisiongraph.access"):
-        missing = httpx.get(f"{url}/api/v1/traces/some-trace")  # no key: 401
-        httpx.get(f"{url}/nowhere")
+    missing = httpx.get(f"{url}/api/v1/traces/some-trace")  # no key: 401
+    httpx.get(f"{url}/nowhere")
     assert missing.status_code == 401
-    lines = [json.loads(r.message) for r in caplog.records if r.name == "decisiongraph.access"]
+    lines = access_log.lines(2)
     assert [(line["path"], line["status"]) for line in lines] == [
         ("/api/v1/traces/some-trace", 401),
         ("/nowhere", 404),
