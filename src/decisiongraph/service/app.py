@@ -148,16 +148,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Append one event, or up to 1,000 in one transaction",
     )
     async def post_events(request: Request) -> Response:
-        # Announced from the start: a concurrent SQLite writer may wait for
-        # this append to commit it with its own (see store.group_commit).
+        who = await run_in_threadpool(principal, request, "events:write")
+        # Announced once authenticated (which takes the SQLite connection): a
+        # concurrent SQLite writer may now wait for this append to commit it
+        # with its own (see store.group_commit).
         arrival = request.app.state.pool.primary.expect_append()
         try:
-            return await append_body(request, arrival)
+            return await append_body(request, who, arrival)
         finally:
             arrival.settle()
 
-    async def append_body(request: Request, arrival: Any) -> Response:
-        who = await run_in_threadpool(principal, request, "events:write")
+    async def append_body(request: Request, who: Principal, arrival: Any) -> Response:
         raw = await request.body()
 
         def envelopes_of_body() -> list[EventEnvelope]:
