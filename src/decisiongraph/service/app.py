@@ -51,6 +51,23 @@ from decisiongraph.store.migrations import migration_files
 from decisiongraph.store.postgres import is_postgres_url
 
 
+def envelopes_of_body(raw: bytes, max_events: int) -> list[EventEnvelope]:
+    """The envelopes of a ``POST /events`` body: one envelope, or a batch."""
+    try:
+        document = loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ServiceError(f"Malformed JSON: {exc}", code=MALFORMED_JSON) from exc
+    if isinstance(document, dict) and "events" in document and "event_id" not in document:
+        items = document["events"]
+        if not isinstance(items, list) or not items:
+            raise InvalidArgumentError("'events' must be a non-empty array")
+        if len(items) > max_events:
+            raise ServiceError(f"At most {max_events} events per request", code=PAYLOAD_TOO_LARGE)
+    else:
+        items = [document]
+    return envelopes_from(items)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     # One SQLite connection serializes every write, so the cheapest way to
@@ -154,37 +171,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # with its own (see store.group_commit).
         arrival = request.app.state.pool.primary.expect_append()
         try:
-            return await append_body(request, who, arrival)
+            raw = await request.body()
+
+            def append(store: Any, tenant: str) -> Any:
+                with store.arriving(arrival):
+                    envelopes = envelopes_of_body(raw, settings.max_batch_events)
+                    return store.append(
+                        tenant, envelopes, project=project_on_append, catch_up=False
+                    )
+
+            stored: list[StoredEvent] = await call(request, "events:write", append, who)
         finally:
             arrival.settle()
-
-    async def append_body(request: Request, who: Principal, arrival: Any) -> Response:
-        raw = await request.body()
-
-        def envelopes_of_body() -> list[EventEnvelope]:
-            try:
-                document = loads(raw)
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise ServiceError(f"Malformed JSON: {exc}", code=MALFORMED_JSON) from exc
-            if isinstance(document, dict) and "events" in document and "event_id" not in document:
-                items = document["events"]
-                if not isinstance(items, list) or not items:
-                    raise InvalidArgumentError("'events' must be a non-empty array")
-                if len(items) > settings.max_batch_events:
-                    raise ServiceError(
-                        f"At most {settings.max_batch_events} events per request",
-                        code=PAYLOAD_TOO_LARGE,
-                    )
-            else:
-                items = [document]
-            return envelopes_from(items)
-
-        def append(store: Any, tenant: str) -> Any:
-            with store.arriving(arrival):
-                envelopes = envelopes_of_body()
-                return store.append(tenant, envelopes, project=project_on_append, catch_up=False)
-
-        stored: list[StoredEvent] = await call(request, "events:write", append, who)
         fresh = sum(1 for event in stored if not event.repeated)
         if fresh:
             metrics.appended.labels(who.tenant_id).inc(fresh)

@@ -130,18 +130,11 @@ class RequestContext:
             response = error_response(Request(scope), INTERNAL, "Internal error")
             await response(scope, receive, send_with_id)
         finally:
-            self._record(scope, state, status, elapsed, started)
+            if elapsed is None:  # nothing was sent
+                elapsed = time.perf_counter() - started
+            self._record(scope, state, status, elapsed)
 
-    def _record(
-        self,
-        scope: Scope,
-        state: dict[str, Any],
-        status: int,
-        elapsed: float | None,
-        started: float,
-    ) -> None:
-        if elapsed is None:
-            elapsed = time.perf_counter() - started
+    def _record(self, scope: Scope, state: dict[str, Any], status: int, elapsed: float) -> None:
         method = scope["method"]
         template = getattr(scope.get("route"), "path", "unmatched")
         self.metrics.requests.labels(method, template, str(status)).inc()

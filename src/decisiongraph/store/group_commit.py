@@ -23,9 +23,9 @@ from decisiongraph.store.append_plan import AppendPlan
 # the connection is held and on the transaction's size).
 MAX_GROUP_EVENTS = 5000
 
-# How long a writer holding the connection waits for appends that are still
-# being validated on other threads, so that they share its commit. Never
-# longer: a lone append never waits at all.
+# How long a writer holding the connection waits for appends on their way
+# (see Arrivals), so that they share its commit. Never longer: a lone append
+# never waits at all.
 LINGER_SECONDS = 0.002
 
 
@@ -64,16 +64,15 @@ def take_group(queue: deque[QueuedAppend]) -> list[QueuedAppend]:
 class Arrival:
     """One append on its way to the queue (settled once it is queued)."""
 
-    __slots__ = ("_arrivals", "_open")
+    __slots__ = ("_arrivals",)
 
     def __init__(self, arrivals: Arrivals | None) -> None:
-        self._arrivals = arrivals
-        self._open = arrivals is not None
+        self._arrivals = arrivals  # None once settled (or for NO_ARRIVAL)
 
     def settle(self) -> None:
-        if self._open and self._arrivals is not None:
-            self._open = False
-            self._arrivals.leave()
+        arrivals, self._arrivals = self._arrivals, None
+        if arrivals is not None:
+            arrivals.leave()
 
 
 class Arrivals:

@@ -43,6 +43,19 @@ def _is_key_taken(error: DecisionGraphError | None) -> bool:
     return error is not None and error.code == "DG_ERR_IDEMPOTENCY_CONFLICT"
 
 
+def _validated(envelopes: Sequence[EventEnvelope]) -> list[ValidatedEvent]:
+    """Each envelope validated, in order; an error names the event's position."""
+    items: list[ValidatedEvent] = []
+    for index, envelope in enumerate(envelopes):
+        try:
+            items.append(validate_envelope(envelope))
+        except DecisionGraphError as exc:
+            if len(envelopes) > 1:
+                exc.message = f"event {index}: {exc.message}"
+            raise exc.with_details(index=index) from None
+    return items
+
+
 class SqlLog(SqlBackend):
     """Appends and reads of the append-only log."""
 
@@ -71,26 +84,20 @@ class SqlLog(SqlBackend):
         catch_up: bool = True,
     ) -> list[StoredEvent]:
         check_tenant_id(tenant_id)
-        items: list[ValidatedEvent] = []
-        for index, envelope in enumerate(envelopes):
+        with self.arriving():  # until queued (SQLite) or done
+            items = _validated(envelopes)
+            if not items:
+                return []
+            recorded_at = self._now()
             try:
-                items.append(validate_envelope(envelope))
-            except DecisionGraphError as exc:
-                if len(envelopes) > 1:
-                    exc.message = f"event {index}: {exc.message}"
-                raise exc.with_details(index=index) from None
-        if not items:
-            return []
-        recorded_at = self._now()
-        try:
-            plan, projected = self._commit_append(tenant_id, items, recorded_at, project)
-        except DecisionGraphError:
-            raise
-        except Exception as exc:
-            translated = self._append_error(tenant_id, items, exc)
-            if translated is None:
+                plan, projected = self._commit_append(tenant_id, items, recorded_at, project)
+            except DecisionGraphError:
                 raise
-            raise translated from exc
+            except Exception as exc:
+                translated = self._append_error(tenant_id, items, exc)
+                if translated is None:
+                    raise
+                raise translated from exc
         if plan.rows:
             for listener in list(self._append_listeners):
                 listener(tenant_id, plan.last_log_seq)

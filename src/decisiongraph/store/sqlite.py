@@ -18,7 +18,6 @@ from typing import Any
 from urllib.parse import quote
 
 from decisiongraph.core.clock import Clock, format_timestamp, system_clock
-from decisiongraph.core.envelope import EventEnvelope, StoredEvent
 from decisiongraph.core.errors import (
     DecisionGraphError,
     EventSequenceInvalidError,
@@ -187,17 +186,6 @@ class SQLiteEventStore(SqlEventStore):
             finally:
                 cur.close()
 
-    def append(
-        self,
-        tenant_id: str,
-        envelopes: Sequence[EventEnvelope],
-        *,
-        project: bool = False,
-        catch_up: bool = True,
-    ) -> list[StoredEvent]:
-        with self.arriving():
-            return super().append(tenant_id, envelopes, project=project, catch_up=catch_up)
-
     def expect_append(self) -> Arrival:
         return self._arrivals.arrive()
 
@@ -206,7 +194,7 @@ class SQLiteEventStore(SqlEventStore):
         if getattr(self._validating, "arrival", None) is not None:  # counted already
             yield
             return
-        self._validating.arrival = arrival or self._arrivals.arrive()
+        self._validating.arrival = arrival if arrival is not None else self._arrivals.arrive()
         try:
             yield
         finally:
@@ -236,11 +224,6 @@ class SQLiteEventStore(SqlEventStore):
         """One transaction for the queued appends, a savepoint each (an
         append queued alone needs none: its failure undoes the transaction)."""
         group = take_group(self._queue)
-        import os as _os
-
-        if _os.environ.get("DG_GSTAT"):
-            with open(_os.environ["DG_GSTAT"], "a") as _f:
-                _f.write(f"{len(group)} {sum(len(r.items) for r in group)}\n")
         try:
             if len(group) == 1:
                 alone = group[0]
