@@ -35,6 +35,7 @@ from decisiongraph.store.migrations import migration_files
 from decisiongraph.store.sql_backend import chunks
 from decisiongraph.store.sql_base import SqlEventStore
 from decisiongraph.store.sql_log import KeyTaken
+from decisiongraph.store.sqlite_readers import ReadConnections, open_read_only
 
 _INSERT = (
     f"INSERT INTO dg_event_log ({', '.join(EVENT_COLUMNS)}) "
@@ -100,6 +101,7 @@ class SQLiteEventStore(SqlEventStore):
         self._private = path == ":memory:"
         self._path = path
         self._wal = False
+        self._readers: ReadConnections | None = None
         try:
             if read_only:
                 uri = f"file:{quote(str(Path(path).resolve()))}?mode=ro"
@@ -126,6 +128,8 @@ class SQLiteEventStore(SqlEventStore):
                 self._conn.execute("PRAGMA busy_timeout = 30000")
                 self._conn.execute("PRAGMA foreign_keys = ON")
                 self._migrate()
+                if self._wal:
+                    self._readers = ReadConnections(path)
         except sqlite3.Error as exc:
             raise StorageError(f"Cannot open SQLite database '{path}': {exc}") from exc
 
@@ -148,6 +152,8 @@ class SQLiteEventStore(SqlEventStore):
 
     def close(self) -> None:
         with self._lock:
+            if self._readers is not None:
+                self._readers.close()
             self._conn.close()
 
     @contextmanager
@@ -322,12 +328,24 @@ class SQLiteEventStore(SqlEventStore):
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Cursor]:
-        with self._lock:
+        """A cursor on the writing connection when it is free or this thread
+        holds it (a read inside a write sees that write); while another
+        thread writes, on a read-only connection (WAL files only), so that
+        reads never queue behind commits."""
+        if self._readers is not None and not self._lock.acquire(blocking=False):
+            with self._readers.cursor() as cur:
+                yield cur
+            return
+        if self._readers is None:
+            self._lock.acquire()
+        try:
             cur = self._conn.cursor()
             try:
                 yield cur
             finally:
                 cur.close()
+        finally:
+            self._lock.release()
 
     @contextmanager
     def _bulk_writes(self) -> Iterator[None]:
@@ -352,10 +370,8 @@ class SQLiteEventStore(SqlEventStore):
         if not self._wal:
             yield None
             return
-        uri = f"file:{quote(str(Path(self._path).resolve()))}?mode=ro"
         try:
-            conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA busy_timeout = 30000")
+            conn = open_read_only(self._path)
         except sqlite3.Error:  # no second connection to be had: no read-ahead
             yield None
             return
