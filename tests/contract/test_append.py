@@ -18,6 +18,7 @@ import pytest
 
 from decisiongraph import DecisionGraph
 from decisiongraph.core.envelope import EventEnvelope
+from decisiongraph.core.errors import DecisionGraphError
 from decisiongraph.core.refs import ActorRef, SourceRef
 from decisiongraph.store import EventStore
 from tests.conftest import GOLDEN_SCENARIOS, load_golden
@@ -583,3 +584,53 @@ def test_projecting_appends_catch_up_only_when_asked(store: EventStore) -> None:
     # Current again: a projecting append without catch-up still projects inline.
     store.append(T, full_trace("t5"), project=True, catch_up=False)
     assert store.projection_cursor(T) == 50
+
+
+def block_summaries_of(backend_url: str, trace_id: str) -> None:
+    """A trigger that fails the trace-summary insert of one trace."""
+    if backend_url.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(backend_url, autocommit=True) as conn:
+            conn.execute(
+                "CREATE FUNCTION dg_test_block() RETURNS trigger AS $$ BEGIN "
+                f"IF NEW.trace_id = '{trace_id}' THEN RAISE EXCEPTION 'blocked by the test'; "
+                "END IF; RETURN NEW; END $$ LANGUAGE plpgsql"
+            )
+            conn.execute(
+                "CREATE TRIGGER dg_test_block BEFORE INSERT ON dg_trace_summary "
+                "FOR EACH ROW EXECUTE FUNCTION dg_test_block()"
+            )
+        return
+    import sqlite3
+
+    with sqlite3.connect(backend_url) as conn:
+        conn.execute(
+            "CREATE TRIGGER dg_test_block BEFORE INSERT ON dg_trace_summary "
+            f"WHEN NEW.trace_id = '{trace_id}' "
+            "BEGIN SELECT RAISE(ABORT, 'blocked by the test'); END"
+        )
+
+
+@pytest.mark.parametrize("batch", [1, 10])
+def test_a_failed_inline_projection_leaves_the_append_committed(
+    store: EventStore, backend_url: str, batch: int
+) -> None:
+    """Spec 16.6: a projection failure never fails the append. The inline
+    projection of an append alone runs without a savepoint; when it fails,
+    the append is redone without it and no projection row of it is kept."""
+    store.append(T, full_trace("t1"), project=True)
+    block_summaries_of(backend_url, "blocked")
+    events = full_trace("blocked")
+    stored = []
+    for start in range(0, len(events), batch):
+        stored += store.append(T, events[start : start + batch], project=True, catch_up=False)
+    assert [event.log_seq for event in stored] == list(range(11, 21))
+    assert [event.event_id for event in store.list_events(T, since_log_seq=10)] == [
+        event.event_id for event in events
+    ]
+    assert store.projection_cursors(T) == dict.fromkeys(store.projection_cursors(T), 10)
+    assert store.get_summary(T, "blocked") is None
+    assert not [node for node in store.iter_nodes(T) if node.trace_id == "blocked"]
+    with pytest.raises(DecisionGraphError, match="blocked by the test"):
+        store.project_pending(T)

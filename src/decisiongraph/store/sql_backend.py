@@ -345,6 +345,8 @@ class SqlBackend:
         head_before: int,
         events: Sequence[StoredEvent],
         trace_heads: Mapping[str, TraceHead],
+        *,
+        guarded: bool = True,
     ) -> bool:
         raise NotImplementedError
 

@@ -39,6 +39,11 @@ class KeyTaken(Exception):
     """An optimistic append hit a stored idempotency key: redo it exactly."""
 
 
+class ProjectionDeferred(Exception):
+    """An append's unguarded inline projection failed: redo the append
+    without it (the projection's catch-up then reports the failure)."""
+
+
 def _is_key_taken(error: DecisionGraphError | None) -> bool:
     return error is not None and error.code == "DG_ERR_IDEMPOTENCY_CONFLICT"
 
@@ -111,15 +116,24 @@ class SqlLog(SqlBackend):
     ) -> tuple[AppendPlan, bool]:
         """Append in a transaction of its own, optimistically first.
 
-        A backend may instead share one transaction among concurrent appends
-        (SQLite's group commit), each under a savepoint.
+        Optimistic twice: idempotency keys are assumed new (see
+        :meth:`_append_in`), and the inline projection runs without a
+        savepoint, since the transaction is the append's alone: should the
+        projection fail, the append is redone without it. A backend may
+        instead share one transaction among concurrent appends (SQLite's
+        group commit), each under a savepoint.
         """
-        try:
-            with self._append_txn() as cur:
-                return self._append_in(cur, tenant_id, items, recorded_at, project, probe=False)
-        except KeyTaken:
-            with self._append_txn() as cur:
-                return self._append_in(cur, tenant_id, items, recorded_at, project, probe=True)
+        probe = False
+        while True:
+            try:
+                with self._append_txn() as cur:
+                    return self._append_in(
+                        cur, tenant_id, items, recorded_at, project, probe=probe, guarded=False
+                    )
+            except KeyTaken:
+                probe = True
+            except ProjectionDeferred:
+                project = False
 
     def _append_in(
         self,
@@ -130,9 +144,12 @@ class SqlLog(SqlBackend):
         project: bool,
         *,
         probe: bool,
+        guarded: bool = True,
     ) -> tuple[AppendPlan, bool]:
         """One append inside an open transaction; ``probe`` looks up the
-        idempotency keys first.
+        idempotency keys first; an inline projection that is not
+        ``guarded`` by a savepoint raises :class:`ProjectionDeferred` when
+        it fails, which undoes the transaction.
 
         Without ``probe`` the batch is planned as if none of its keys were
         stored, the usual case, and the unique index has the last word: a
@@ -168,7 +185,11 @@ class SqlLog(SqlBackend):
             )
             self._announce(cur, tenant_id, plan.last_log_seq)
             if project:
-                projected = self._project_inline(cur, tenant_id, head[0], plan.results, heads)
+                projected = self._project_inline(
+                    cur, tenant_id, head[0], plan.results, heads, guarded=guarded
+                )
+                if not projected and not guarded:
+                    raise ProjectionDeferred
             after = {
                 event.trace_id: (event.trace_seq, event.event_type)
                 for event in plan.results

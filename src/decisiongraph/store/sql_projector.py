@@ -4,6 +4,7 @@ advance the cursors in the same transaction."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
 
@@ -105,12 +106,18 @@ class SqlProjector(SqlProjectionReads):
         head_before: int,
         events: Sequence[StoredEvent],
         trace_heads: Mapping[str, TraceHead],
+        *,
+        guarded: bool = True,
     ) -> bool:
         """Project just-appended events in the append's transaction.
 
-        Only when every projection was current before the append; a failure
-        rolls back to a savepoint so the append itself still commits (spec
-        16.6) and the caller's catch-up reports it. Returns whether it did.
+        Only when every projection was current before the append. A
+        ``guarded`` projection runs under a savepoint, so that its failure
+        undoes only its own writes and the append itself still commits
+        (spec 16.6); an unguarded one leaves the transaction as the failure
+        left it, for the caller to undo and redo without projecting. Either
+        way the caller's catch-up reports the failure. Returns whether it
+        projected.
         """
         fresh = [event for event in events if not event.repeated and event.log_seq > head_before]
         self._lock_projections(cur, tenant_id, PROJECTION_NAMES)
@@ -118,9 +125,9 @@ class SqlProjector(SqlProjectionReads):
             seq != head_before for seq in self._cursors(cur, tenant_id).values()
         ):
             return False
+        expected = {trace: head[0] + 1 for trace, head in trace_heads.items()}
         try:
-            with self._savepoint(cur):
-                expected = {trace: head[0] + 1 for trace, head in trace_heads.items()}
+            with self._savepoint(cur) if guarded else nullcontext():
                 self._apply(cur, tenant_id, fresh, head_before, PROJECTION_NAMES, expected)
         except Exception:  # reported by the catch-up that follows
             return False
