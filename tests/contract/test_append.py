@@ -634,3 +634,16 @@ def test_a_failed_inline_projection_leaves_the_append_committed(
     assert not [node for node in store.iter_nodes(T) if node.trace_id == "blocked"]
     with pytest.raises(DecisionGraphError, match="blocked by the test"):
         store.project_pending(T)
+
+
+def test_backlog_listeners_hear_only_of_appends_left_to_the_workers(store: EventStore) -> None:
+    """Workers are woken by appends that left them work; one projected in its
+    own transaction leaves none. Append listeners (the live stream) hear of
+    every append."""
+    heard: dict[str, list[int]] = {"append": [], "backlog": []}
+    store.add_append_listener(lambda tenant, seq: heard["append"].append(seq))
+    store.add_backlog_listener(lambda tenant, seq: heard["backlog"].append(seq))
+    store.append(T, full_trace("t1"), project=True)
+    store.append(T, full_trace("t2"))
+    store.append(T, full_trace("t3"), project=True)  # behind: caught up after the commit
+    assert heard == {"append": [10, 20, 30], "backlog": [20, 30]}

@@ -137,6 +137,7 @@ class SqlBackend:
         self._url = url
         self._clock = clock
         self._append_listeners: list[Callable[[str, int], None]] = []
+        self._backlog_listeners: list[Callable[[str, int], None]] = []
         self._recent_batches = RecentBatches()
 
     def add_append_listener(self, listener: Callable[[str, int], None]) -> None:
@@ -150,6 +151,20 @@ class SqlBackend:
     def remove_append_listener(self, listener: Callable[[str, int], None]) -> None:
         if listener in self._append_listeners:
             self._append_listeners.remove(listener)
+
+    def add_backlog_listener(self, listener: Callable[[str, int], None]) -> None:
+        """Call ``listener(tenant_id, last_log_seq)`` after each committed
+        append that left projection work behind (one not projected inline).
+
+        Projection workers' wake-ups: an append projected in its own
+        transaction leaves them nothing to do, and waking four threads for
+        nothing after every append costs the writer they then compete with.
+        """
+        self._backlog_listeners.append(listener)
+
+    def remove_backlog_listener(self, listener: Callable[[str, int], None]) -> None:
+        if listener in self._backlog_listeners:
+            self._backlog_listeners.remove(listener)
 
     def _announce(self, cur: Cursor, tenant_id: str, last_log_seq: int) -> None:
         """Inside the append transaction: tell other processes (on commit)."""

@@ -106,6 +106,9 @@ class SqlLog(SqlBackend):
         if plan.rows:
             for listener in list(self._append_listeners):
                 listener(tenant_id, plan.last_log_seq)
+            if not projected:
+                for listener in list(self._backlog_listeners):
+                    listener(tenant_id, plan.last_log_seq)
         if project and catch_up and not projected:
             target = max(event.log_seq for event in plan.results)
             self.project_pending(tenant_id, until_log_seq=target)
