@@ -1,9 +1,11 @@
 """The embedded SQLite backend (the default): one file or ``:memory:``.
 
-One connection serves the process, guarded by a lock; writes use
+One connection writes for the process, guarded by a lock; writes use
 ``BEGIN IMMEDIATE`` so the database-wide write lock is the tenant append lock,
 which keeps log_seq gap-free and in commit order. Concurrent appends share
-transactions (see :mod:`decisiongraph.store.group_commit`).
+transactions (see :mod:`decisiongraph.store.group_commit`). Reads use that
+connection too unless another thread holds it, in which case they go to a
+read-only side connection (:mod:`decisiongraph.store.sqlite_readers`).
 """
 
 from __future__ import annotations
