@@ -173,20 +173,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             raw = await request.body()
 
-            def append(store: Any, tenant: str) -> Any:
+            def append(store: Any, tenant: str) -> tuple[bytes, int]:
+                # Everything up to the encoded answer happens here, on the
+                # worker thread: the event loop, which every request passes
+                # through, neither encodes the answer nor frees the batch.
                 with store.arriving(arrival):
                     envelopes = envelopes_of_body(raw, settings.max_batch_events)
-                    return store.append(
+                    stored: list[StoredEvent] = store.append(
                         tenant, envelopes, project=project_on_append, catch_up=False
                     )
+                fresh = sum(1 for event in stored if not event.repeated)
+                return m.AppendResponse.encode(stored), fresh
 
-            stored: list[StoredEvent] = await call(request, "events:write", append, who)
+            body, fresh = await call(request, "events:write", append, who)
         finally:
             arrival.settle()
-        fresh = sum(1 for event in stored if not event.repeated)
         if fresh:
             metrics.appended.labels(who.tenant_id).inc(fresh)
-        return Response(m.AppendResponse.encode(stored), media_type="application/json")
+        return Response(body, media_type="application/json")
 
     # -- reads ---------------------------------------------------------------
     @app.get("/api/v1/traces/{trace_id}", response_model=m.TraceSummaryOut)
