@@ -69,3 +69,21 @@ def test_retries_of_stored_events_take_the_exact_path() -> None:
         assert inline.context_graph == reference_digests(dg.store, T)["context_graph"]
         dg.replay_projections()
         assert dg.digests() == inline
+
+
+def test_an_append_behind_the_projections_is_written_once(tmp_path: Path) -> None:
+    """An append that cannot project inline (the projections are behind) is
+    not a failed projection: it commits in one transaction, not two."""
+    store = SQLiteEventStore(tmp_path / "behind.db")
+    try:
+        store.append(T, full_trace("t1"))  # not projected: the projections fall behind
+        statements: list[str] = []
+        store._conn.set_trace_callback(statements.append)
+        stored = store.append(T, full_trace("t2"), project=True, catch_up=False)
+        store._conn.set_trace_callback(None)
+        assert [event.log_seq for event in stored] == list(range(11, 21))
+        assert statements.count("BEGIN IMMEDIATE") == 1
+        assert statements.count("ROLLBACK") == 0
+        assert store.projection_cursor(T) == 0
+    finally:
+        store.close()

@@ -8,6 +8,7 @@ as a writer in the middle of a commit does, and reads from another thread.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -116,3 +117,38 @@ def test_closing_the_store_closes_its_side_connections(store: SQLiteEventStore) 
     store.close()
     with pytest.raises(Exception, match="closed"):
         conn.execute("SELECT 1")
+
+
+def test_a_stream_being_read_leaves_writes_to_wait_for_another_writer(
+    store: SQLiteEventStore, tmp_path: Path
+) -> None:
+    """While a long read (an export, digests) is half consumed, a write that
+    finds another connection writing waits its turn (busy timeout) instead
+    of failing at once with 'database is locked', which is what SQLite does
+    to a connection holding a read transaction of its own."""
+    for index in range(300):  # more rows than a stream fetches at once
+        store.append(T, full_trace(f"bulk-{index}"))
+    head = store.get_last_log_seq(T)
+    rows = store.iter_raw_rows(T)
+    next(rows)  # the stream is open, and stays open
+    other = sqlite3.connect(tmp_path / "readers.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # a second writer (CLI, rebuild heartbeat)
+    outcome: dict[str, object] = {}
+
+    def append() -> None:
+        try:
+            outcome["stored"] = store.append(T, full_trace("t-2"))
+        except Exception as exc:  # the failure this test is about
+            outcome["error"] = exc
+
+    writer = threading.Thread(target=append)
+    writer.start()
+    writer.join(1.0)  # it must still be waiting for the other writer
+    finished_early = not writer.is_alive()
+    other.execute("COMMIT")
+    other.close()
+    writer.join(30)
+    assert not finished_early, f"the append did not wait: {outcome}"
+    assert "error" not in outcome
+    assert store.get_last_log_seq(T) == head + 10
+    assert sum(1 for _ in rows) == head - 1  # the open stream kept its snapshot

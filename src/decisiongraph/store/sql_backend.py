@@ -128,6 +128,12 @@ def chunks(items: Sequence[Any], size: int = LOOKUP_CHUNK) -> Iterator[Sequence[
         yield items[start : start + size]
 
 
+class ProjectionDeferred(Exception):
+    """An inline projection without a savepoint failed, leaving its
+    transaction half-written: the append is to be redone without it (the
+    projection's catch-up then reports the failure)."""
+
+
 class SqlBackend:
     """The seams a backend fills in, and the statement helpers built on them."""
 

@@ -28,6 +28,7 @@ from decisiongraph.store.protocol import LogStats
 from decisiongraph.store.sql_backend import (
     EVENT_SELECT,
     Cursor,
+    ProjectionDeferred,
     SqlBackend,
     chunks,
     event_from_row,
@@ -37,11 +38,6 @@ from decisiongraph.store.sql_backend import (
 
 class KeyTaken(Exception):
     """An optimistic append hit a stored idempotency key: redo it exactly."""
-
-
-class ProjectionDeferred(Exception):
-    """An append's unguarded inline projection failed: redo the append
-    without it (the projection's catch-up then reports the failure)."""
 
 
 def _is_key_taken(error: DecisionGraphError | None) -> bool:
@@ -152,7 +148,7 @@ class SqlLog(SqlBackend):
         """One append inside an open transaction; ``probe`` looks up the
         idempotency keys first; an inline projection that is not
         ``guarded`` by a savepoint raises :class:`ProjectionDeferred` when
-        it fails, which undoes the transaction.
+        it fails, for the caller to undo the transaction.
 
         Without ``probe`` the batch is planned as if none of its keys were
         stored, the usual case, and the unique index has the last word: a
@@ -191,8 +187,6 @@ class SqlLog(SqlBackend):
                 projected = self._project_inline(
                     cur, tenant_id, head[0], plan.results, heads, guarded=guarded
                 )
-                if not projected and not guarded:
-                    raise ProjectionDeferred
             after = {
                 event.trace_id: (event.trace_seq, event.event_type)
                 for event in plan.results

@@ -4,7 +4,6 @@ advance the cursors in the same transaction."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
 
@@ -40,6 +39,7 @@ from decisiongraph.store.sql_backend import (
     REPLAY_SELECT,
     SUMMARY_COLS,
     Cursor,
+    ProjectionDeferred,
     chunks,
     next_window,
     replayed_from_row,
@@ -115,9 +115,9 @@ class SqlProjector(SqlProjectionReads):
         ``guarded`` projection runs under a savepoint, so that its failure
         undoes only its own writes and the append itself still commits
         (spec 16.6); an unguarded one leaves the transaction as the failure
-        left it, for the caller to undo and redo without projecting. Either
-        way the caller's catch-up reports the failure. Returns whether it
-        projected.
+        left it and raises :class:`ProjectionDeferred`, for the caller to
+        undo and redo without projecting. Either way the caller's catch-up
+        reports the failure. Returns whether it projected.
         """
         fresh = [event for event in events if not event.repeated and event.log_seq > head_before]
         self._lock_projections(cur, tenant_id, PROJECTION_NAMES)
@@ -126,8 +126,14 @@ class SqlProjector(SqlProjectionReads):
         ):
             return False
         expected = {trace: head[0] + 1 for trace, head in trace_heads.items()}
+        if not guarded:
+            try:
+                self._apply(cur, tenant_id, fresh, head_before, PROJECTION_NAMES, expected)
+            except Exception as exc:
+                raise ProjectionDeferred from exc
+            return True
         try:
-            with self._savepoint(cur) if guarded else nullcontext():
+            with self._savepoint(cur):
                 self._apply(cur, tenant_id, fresh, head_before, PROJECTION_NAMES, expected)
         except Exception:  # reported by the catch-up that follows
             return False

@@ -37,7 +37,7 @@ from decisiongraph.store.migrations import migration_files
 from decisiongraph.store.sql_backend import chunks
 from decisiongraph.store.sql_base import SqlEventStore
 from decisiongraph.store.sql_log import KeyTaken
-from decisiongraph.store.sqlite_readers import ReadConnections, open_read_only
+from decisiongraph.store.sqlite_readers import ReadConnections, WriterLock, open_read_only
 
 _INSERT = (
     f"INSERT INTO dg_event_log ({', '.join(EVENT_COLUMNS)}) "
@@ -93,7 +93,7 @@ class SQLiteEventStore(SqlEventStore):
         """
         path = str(path)
         super().__init__(path, clock)
-        self._lock = threading.RLock()
+        self._lock = WriterLock()
         self._bulk_depth = 0  # long catch-ups running (see _bulk_writes)
         self._read_only = read_only
         self._cache = AppendCache()
@@ -460,11 +460,26 @@ class SQLiteEventStore(SqlEventStore):
             cur.executemany(_INSERT, rows)
 
     def _stream(self, sql: str, params: Sequence[Any]) -> Iterator[Sequence[Any]]:
-        # A dedicated cursor on the shared connection; rows are produced lazily.
+        """Rows produced lazily: on a side connection (WAL files), one
+        snapshot however long the caller takes; else on a dedicated cursor
+        of the writing connection, taken a chunk at a time.
+
+        A statement left open on the writing connection between chunks
+        would hold a read transaction there, and SQLite then answers another
+        thread's ``BEGIN IMMEDIATE`` with SQLITE_BUSY at once, without its
+        busy timeout, whenever a second connection (a rebuild's heartbeat, a
+        CLI command) is writing.
+        """
+        if self._readers is not None and not self._lock.held_by_me():
+            with self._readers.cursor() as side:
+                side.execute(sql, params)
+                while rows := side.fetchmany(2000):
+                    yield from rows
+            return
         with self._lock:
             cur = self._conn.cursor()
-        try:
             cur.execute(sql, params)
+        try:
             while True:
                 with self._lock:
                     rows = cur.fetchmany(2000)

@@ -22,6 +22,37 @@ from urllib.parse import quote
 READER_CACHE_KIB = 16_384  # per connection; reads touch the hot pages only
 
 
+class WriterLock:
+    """A re-entrant lock that knows whether the calling thread holds it.
+
+    Whoever holds the writing connection may be inside a transaction whose
+    uncommitted rows its own reads must see; everyone else reads beside it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._mine = threading.local()
+
+    def acquire(self, blocking: bool = True) -> bool:
+        if not self._lock.acquire(blocking):
+            return False
+        self._mine.depth = getattr(self._mine, "depth", 0) + 1
+        return True
+
+    def release(self) -> None:
+        self._mine.depth -= 1
+        self._lock.release()
+
+    def held_by_me(self) -> bool:
+        return getattr(self._mine, "depth", 0) > 0
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
 def open_read_only(path: str) -> sqlite3.Connection:
     """A read-only connection to the database file at ``path``."""
     uri = f"file:{quote(str(Path(path).resolve()))}?mode=ro"
