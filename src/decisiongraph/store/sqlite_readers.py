@@ -4,9 +4,9 @@ In WAL mode a reader never waits for the writer and the writer never waits
 for readers, but one connection serves one statement at a time: with every
 read on the writing connection, an API key check or a worker's "anything to
 do?" poll queued behind each commit. Reads that find the writing connection
-busy take one of these instead. Each read runs in its own implicit
-transaction, so it sees every commit that finished before it began (a
-writer reads its own writes).
+busy, and every long read (a stream), take one of these instead. Each read
+block is one transaction, hence one snapshot, begun when the block starts:
+it sees every commit that finished before (a writer reads its own writes).
 """
 
 from __future__ import annotations
