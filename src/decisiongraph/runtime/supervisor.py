@@ -71,7 +71,7 @@ class Supervisor:
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> Supervisor:
         store = self._factory()
-        store.add_backlog_listener(self._on_append)
+        store.add_backlog_listener(self._on_backlog)
         self._probe_store = store
         self._listener: PostgresListener | None = None
         if self._config.listen and is_postgres_url(store.url):
@@ -91,7 +91,7 @@ class Supervisor:
             self._discovery.join(timeout)
         if self._listener is not None:
             self._listener.join(timeout)
-        self._probe_store.remove_backlog_listener(self._on_append)
+        self._probe_store.remove_backlog_listener(self._on_backlog)
         if not self._shared:
             self._probe_store.close()
 
@@ -103,7 +103,7 @@ class Supervisor:
         with self._lock:
             return dict(self._workers)
 
-    def _on_append(self, tenant_id: str, last_log_seq: int) -> None:
+    def _on_backlog(self, tenant_id: str, last_log_seq: int) -> None:
         self.wakeup.wake()
 
     # -- discovery -------------------------------------------------------------
@@ -133,7 +133,7 @@ class Supervisor:
                         log.debug("closing the lost probe store failed", exc_info=True)
                     try:
                         self._probe_store = self._factory()
-                        self._probe_store.add_backlog_listener(self._on_append)
+                        self._probe_store.add_backlog_listener(self._on_backlog)
                     except Exception:
                         log.warning("cannot reopen the store for tenant discovery", exc_info=True)
             self._stop.wait(max(self._config.poll_interval, 1.0))
