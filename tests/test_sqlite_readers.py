@@ -152,3 +152,18 @@ def test_a_stream_being_read_leaves_writes_to_wait_for_another_writer(
     assert "error" not in outcome
     assert store.get_last_log_seq(T) == head + 10
     assert sum(1 for _ in rows) == head - 1  # the open stream kept its snapshot
+
+
+def test_side_connections_find_the_file_after_a_change_of_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    relative = SQLiteEventStore("relative.db")
+    try:
+        relative.append(T, full_trace("t-1"))
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        monkeypatch.chdir(elsewhere)
+        assert len(list(relative.iter_raw_rows(T))) == 10  # streams on a side connection
+    finally:
+        relative.close()

@@ -131,7 +131,10 @@ class SQLiteEventStore(SqlEventStore):
                 self._conn.execute("PRAGMA foreign_keys = ON")
                 self._migrate()
                 if self._wal:
-                    self._readers = ReadConnections(path)
+                    # Resolved now: side connections open later, perhaps after
+                    # the process has changed its working directory.
+                    self._path = str(Path(path).resolve())
+                    self._readers = ReadConnections(self._path)
         except sqlite3.Error as exc:
             raise StorageError(f"Cannot open SQLite database '{path}': {exc}") from exc
 
