@@ -87,7 +87,7 @@ def scaling(size: int) -> None:
     # a long-running worker reuses its WAL and is somewhat faster at 1M.
     with sqlite3.connect(work) as conn:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    _time_tail("scaling   ", size, SQLiteEventStore(work), wal=work)
+    _time_tail("scaling   ", size, SQLiteEventStore(work), sqlite_file=work)
     remove_database(work)
 
 
@@ -108,16 +108,16 @@ def _time_tail(
     label: str,
     size: int,
     store: SQLiteEventStore | PostgresEventStore,
-    wal: Path | None = None,
+    sqlite_file: Path | None = None,
 ) -> None:
     started = time.perf_counter()
     applied = store.project_pending(TENANT, batch_size=5000)
     elapsed = time.perf_counter() - started
     pages = ""
-    if wal is not None:  # the WAL was empty when the clock started
-        with sqlite3.connect(wal) as conn:
+    if sqlite_file is not None:  # its WAL was empty when the clock started
+        with sqlite3.connect(sqlite_file) as conn:
             page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
-        frames = (os.path.getsize(f"{wal}-wal") - 32) // (page_size + 24)
+        frames = (os.path.getsize(f"{sqlite_file}-wal") - 32) // (page_size + 24)
         pages = f", {frames / applied:.2f} WAL pages/event"
     store.close()
     print(

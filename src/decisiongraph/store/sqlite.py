@@ -337,12 +337,12 @@ class SQLiteEventStore(SqlEventStore):
         holds it (a read inside a write sees that write); while another
         thread writes, on a read-only connection (WAL files only), so that
         reads never queue behind commits."""
-        if self._readers is not None and not self._lock.acquire(blocking=False):
+        if self._readers is None:
+            self._lock.acquire()
+        elif not self._lock.acquire(blocking=False):
             with self._readers.cursor() as cur:
                 yield cur
             return
-        if self._readers is None:
-            self._lock.acquire()
         try:
             cur = self._conn.cursor()
             try:
