@@ -21,6 +21,7 @@ from decisiongraph.runtime.backoff import Backoff
 from decisiongraph.runtime.wakeup import PostgresListener, Wakeup
 from decisiongraph.runtime.worker import ProjectionWorker
 from decisiongraph.store.postgres import is_postgres_url
+from decisiongraph.store.recent_batches import RecentBatches
 from decisiongraph.store.sql_base import SqlEventStore
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,8 @@ class Supervisor:
         self._threads: dict[tuple[str, str], threading.Thread] = {}
         self._workers: dict[tuple[str, str], ProjectionWorker] = {}
         self._lock = threading.Lock()
+        # Workers on stores of their own still decode each batch once.
+        self._batches = RecentBatches()
         self._discovery: threading.Thread | None = None
         self.restarts = 0
 
@@ -149,6 +152,7 @@ class Supervisor:
             try:
                 if worker is None:
                     store = self._factory()
+                    store.share_batch_cache(self._batches)
                     worker = ProjectionWorker(
                         store,
                         tenant_id,

@@ -146,6 +146,15 @@ class SqlBackend:
         self._backlog_listeners: list[Callable[[str, int], None]] = []
         self._recent_batches = RecentBatches()
 
+    def share_batch_cache(self, cache: RecentBatches) -> None:
+        """Share ``cache`` of recently decoded log batches with other stores.
+
+        The workers of one process each open their own store on PostgreSQL;
+        with one cache among them a batch is read and decoded once, not once
+        per projection. Only stores of one database may share a cache.
+        """
+        self._recent_batches = cache
+
     def add_append_listener(self, listener: Callable[[str, int], None]) -> None:
         """Call ``listener(tenant_id, last_log_seq)`` after each committed append.
 

@@ -342,20 +342,19 @@ class SqlProjector(SqlProjectionReads):
         batch another projection just read; a projection reading the same
         position again (a retry) always reads afresh.
         """
-        if consumers:
-            shared = self._recent_batches.get(tenant_id, after, limit, until_log_seq, consumers)
-            if shared is not None:
-                return shared
-        bound = next_window(after, limit, until_log_seq)
-        where, params = self._event_filter(tenant_id, after, bound, None, None)
-        rows = self._x(
-            cur, REPLAY_SELECT + where + " ORDER BY log_seq LIMIT ?", [*params, limit]
-        ).fetchall()
-        bad = frozenset(int(row[0]) for row in rows if sha256_text(row[8]) != row[9])
-        events = [replayed_from_row(row) for row in rows]
-        if consumers:
-            self._recent_batches.put(tenant_id, after, events, bad, consumers)
-        return events, bad
+
+        def read() -> tuple[list[ReplayedEvent], frozenset[int]]:
+            bound = next_window(after, limit, until_log_seq)
+            where, params = self._event_filter(tenant_id, after, bound, None, None)
+            rows = self._x(
+                cur, REPLAY_SELECT + where + " ORDER BY log_seq LIMIT ?", [*params, limit]
+            ).fetchall()
+            bad = frozenset(int(row[0]) for row in rows if sha256_text(row[8]) != row[9])
+            return [replayed_from_row(row) for row in rows], bad
+
+        if not consumers:
+            return read()
+        return self._recent_batches.fetch(tenant_id, after, limit, until_log_seq, consumers, read)
 
     def _skipped(
         self, cur: Cursor, tenant_id: str, low: int, high: int
