@@ -35,7 +35,7 @@ def test_api_conforms_to_its_schema(server: Server) -> None:
             continue  # an endless stream; tested in test_stream.py
 
         @settings(
-            max_examples=8,
+            max_examples=60,
             deadline=None,
             database=None,
             derandomize=True,

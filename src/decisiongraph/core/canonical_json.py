@@ -180,16 +180,32 @@ def json_d_data(value: Any) -> str:
     return _NOT_PRINTABLE_ASCII.sub(_escape, text)
 
 
-def loads(text: str | bytes) -> Any:
+def _not_json(token: str) -> Any:
+    raise ValueError(f"{token} is not JSON (RFC 8259 has no NaN or Infinity)")
+
+
+_STRICT = json.JSONDecoder(parse_constant=_not_json)
+
+
+def loads(text: str | bytes, *, strict: bool = False) -> Any:
     """``json.loads``, through orjson when that gives the very same value.
 
     orjson turns integers beyond 64 bits into floats and refuses NaN literals
-    and lone surrogate escapes; such texts take the stdlib path.
+    and lone surrogate escapes; such texts take the stdlib path. ``strict``
+    refuses NaN and Infinity, which the stdlib (and so the spec's library
+    calls) accept but JSON text does not: what arrives over the wire must
+    be JSON.
     """
     raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
     if _LONG_RUN in raw.translate(_DIGIT_MAP):
-        return json.loads(text)
+        return _stdlib_loads(text, strict)
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:
+        return _stdlib_loads(text, strict)
+
+
+def _stdlib_loads(text: str | bytes, strict: bool) -> Any:
+    if not strict:
         return json.loads(text)
+    return _STRICT.decode(text if isinstance(text, str) else text.decode("utf-8"))

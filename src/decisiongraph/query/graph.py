@@ -116,6 +116,23 @@ class GraphEdgeCursor:
         if self.log_seq is not None and self.log_seq <= 0:
             raise InvalidArgumentError("cursor log_seq must be positive")
 
+    def as_text(self) -> str:
+        """The cursor as one opaque string (``direction:log_seq:edge_key``),
+        as the HTTP API hands it out; the direction travels with it."""
+        return f"{self.direction}:{self.log_seq or 0}:{self.edge_key}"
+
+    @classmethod
+    def from_text(cls, text: str) -> GraphEdgeCursor:
+        """Parse :meth:`as_text`; anything else is INVALID_ARGUMENT."""
+        direction, _, rest = text.partition(":")
+        seq, _, edge_key = rest.partition(":")
+        if not seq.isdigit() or not edge_key or int(seq) > 2**63 - 1:
+            raise InvalidArgumentError(
+                "Malformed cursor: pass back the next_cursor of the previous page",
+                details={"cursor": text[:200]},
+            )
+        return cls(edge_key, direction, int(seq) or None)
+
 
 @dataclass(frozen=True, slots=True)
 class EdgePage:

@@ -108,11 +108,11 @@ def node_edges(
             raise InvalidArgumentError(
                 "A remote edge cursor needs its log_seq: pass EdgePage.next_cursor"
             )
-        after = f"{cursor.log_seq}:{cursor.edge_key}"
+        after = cursor.as_text()
     return Call(
         "/api/v1/graph/edges",
         {"node": node, "direction": direction, "cursor": after, "limit": limit},
-        lambda body: results.edge_page(body, direction),
+        results.edge_page,
     )
 
 

@@ -154,12 +154,9 @@ def subgraph(data: Mapping[str, Any]) -> Subgraph:
     )
 
 
-def edge_page(data: Mapping[str, Any], direction: str) -> EdgePage:
-    next_cursor = None
+def edge_page(data: Mapping[str, Any]) -> EdgePage:
     text = data.get("next_cursor")
-    if text:
-        seq, _, edge_key = str(text).partition(":")
-        next_cursor = GraphEdgeCursor(edge_key, direction, int(seq))
+    next_cursor = GraphEdgeCursor.from_text(str(text)) if text else None
     return EdgePage([edge_row(e) for e in data["edges"]], next_cursor)
 
 

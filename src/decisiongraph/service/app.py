@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
 
 from decisiongraph.core.canonical_json import loads
 from decisiongraph.core.envelope import EventEnvelope, StoredEvent, envelopes_from
@@ -40,12 +41,15 @@ from decisiongraph.service.errors import (
     ServiceError,
     domain_error_handler,
     error_response,
+    http_error_handler,
     validation_error_handler,
 )
 from decisiongraph.service.metrics import Metrics
-from decisiongraph.service.middleware import BodyLimit, RequestContext
+from decisiongraph.service.middleware import BodyLimit, RefuseNul, RequestContext
+from decisiongraph.service.models import INT64_MAX
 from decisiongraph.service.pool import StorePool
 from decisiongraph.service.ratelimit import RateLimiter
+from decisiongraph.service.routing import authenticated_routes, needs, secured_openapi
 from decisiongraph.service.settings import Settings
 from decisiongraph.store.migrations import migration_files
 from decisiongraph.store.postgres import is_postgres_url
@@ -54,7 +58,7 @@ from decisiongraph.store.postgres import is_postgres_url
 def envelopes_of_body(raw: bytes, max_events: int) -> list[EventEnvelope]:
     """The envelopes of a ``POST /events`` body: one envelope, or a batch."""
     try:
-        document = loads(raw)
+        document = loads(raw, strict=True)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ServiceError(f"Malformed JSON: {exc}", code=MALFORMED_JSON) from exc
     if isinstance(document, dict) and "events" in document and "event_id" not in document:
@@ -108,11 +112,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     limiter = RateLimiter()
     app.add_exception_handler(DecisionGraphError, domain_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(HTTPException, http_error_handler)
 
-    app.add_middleware(RequestContext, metrics=metrics)
-    # Added last, so it runs first: a declared or streamed body over the limit
-    # is refused before anything reads or parses it.
+    # Innermost first: strings no backend can store are refused before any
+    # route sees them; a body over the limit before anything reads it; and
+    # the request context, outermost, gives even those answers a request
+    # id, a metric and an access-log line.
+    app.add_middleware(RefuseNul)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(RequestContext, metrics=metrics)
 
     def principal(request: Request, scope: str) -> Principal:
         key = bearer_key(request)
@@ -130,14 +138,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         request.state.account = account.name
         return Principal(account, tenant)
 
-    async def call(
-        request: Request,
-        scope: str,
-        work: Callable[[Any, str], Any],
-        who: Principal | None = None,
-    ) -> Any:
+    # Every route that names a scope authenticates before anything else
+    # about the request is looked at: a caller without a valid key learns
+    # nothing, not even which parameters were wrong.
+    app.router.route_class = authenticated_routes(principal)
+    app.openapi = secured_openapi(app, m.request_body_schemas())  # type: ignore[method-assign]
+
+    async def call(request: Request, work: Callable[[Any, str], Any]) -> Any:
+        tenant = request.state.principal.tenant_id
+
         def run() -> Any:
-            tenant = (who or principal(request, scope)).tenant_id
             with request.app.state.pool.store() as store:
                 return work(store, tenant)
 
@@ -148,24 +158,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "/api/v1/events",
         response_model=m.AppendResponse,
         openapi_extra={
+            **needs("events:write"),
             "requestBody": {
                 "required": True,
                 "content": {
                     "application/json": {
                         "schema": {
                             "oneOf": [
-                                m.EnvelopeIn.model_json_schema(),
-                                m.BatchIn.model_json_schema(),
+                                {"$ref": "#/components/schemas/EnvelopeIn"},
+                                {"$ref": "#/components/schemas/BatchIn"},
                             ]
                         }
                     }
                 },
-            }
+            },
         },
         summary="Append one event, or up to 1,000 in one transaction",
     )
     async def post_events(request: Request) -> Response:
-        who = await run_in_threadpool(principal, request, "events:write")
+        who: Principal = request.state.principal
         # Announced once authenticated (which takes the SQLite connection): a
         # concurrent SQLite writer may now wait for this append to commit it
         # with its own (see store.group_commit).
@@ -185,7 +196,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 fresh = sum(1 for event in stored if not event.repeated)
                 return m.AppendResponse.encode(stored), fresh
 
-            body, fresh = await call(request, "events:write", append, who)
+            body, fresh = await call(request, append)
         finally:
             arrival.settle()
         if fresh:
@@ -193,30 +204,41 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return Response(body, media_type="application/json")
 
     # -- reads ---------------------------------------------------------------
-    @app.get("/api/v1/traces/{trace_id}", response_model=m.TraceSummaryOut)
+    @app.get(
+        "/api/v1/traces/{trace_id}",
+        response_model=m.TraceSummaryOut,
+        openapi_extra=needs("events:read"),
+    )
     async def get_trace(request: Request, trace_id: str) -> m.TraceSummaryOut:
         summary = await call(
-            request, "events:read", lambda store, tenant: get_trace_summary(store, tenant, trace_id)
+            request, lambda store, tenant: get_trace_summary(store, tenant, trace_id)
         )
         return m.TraceSummaryOut.model_validate(summary, from_attributes=True)
 
-    @app.get("/api/v1/traces/{trace_id}/events", response_model=m.TraceEventsResponse)
+    @app.get(
+        "/api/v1/traces/{trace_id}/events",
+        response_model=m.TraceEventsResponse,
+        openapi_extra=needs("events:read"),
+    )
     async def get_trace_events(
         request: Request,
         trace_id: str,
-        since_trace_seq: int | None = Query(default=None, ge=0),
+        since_trace_seq: int | None = Query(default=None, ge=0, le=INT64_MAX),
         limit: int | None = Query(default=None, ge=1, le=10_000),
     ) -> m.TraceEventsResponse:
         events = await call(
             request,
-            "events:read",
             lambda store, tenant: event_queries.get_trace_events(
                 store, tenant, trace_id, since_trace_seq, limit
             ),
         )
         return m.TraceEventsResponse(events=[m.EventOut.of(event) for event in events])
 
-    @app.get("/api/v1/graph/subgraph", response_model=m.SubgraphResponse)
+    @app.get(
+        "/api/v1/graph/subgraph",
+        response_model=m.SubgraphResponse,
+        openapi_extra=needs("events:read"),
+    )
     async def subgraph(
         request: Request,
         node_type: str,
@@ -236,7 +258,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         result = await call(
             request,
-            "events:read",
             lambda store, tenant: get_context_subgraph(
                 store, tenant, node_type, node_id, max_depth, graph_filter
             ),
@@ -248,7 +269,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             truncated=result.truncated,
         )
 
-    @app.get("/api/v1/graph/edges", response_model=m.EdgePageResponse)
+    @app.get(
+        "/api/v1/graph/edges", response_model=m.EdgePageResponse, openapi_extra=needs("events:read")
+    )
     async def edges(
         request: Request,
         node: str,
@@ -258,24 +281,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ) -> m.EdgePageResponse:
         after = None
         if cursor:
-            seq, _, edge_key = cursor.partition(":")
-            if not seq.isdigit() or not edge_key:
-                raise InvalidArgumentError("Malformed cursor")
-            after = GraphEdgeCursor(edge_key, direction, int(seq))
+            after = GraphEdgeCursor.from_text(cursor)
         page = await call(
             request,
-            "events:read",
             lambda store, tenant: list_node_edges(store, tenant, node, direction, after, limit),
         )
-        next_cursor = None
-        if page.next_cursor is not None:
-            next_cursor = f"{page.next_cursor.log_seq}:{page.next_cursor.edge_key}"
+        next_cursor = None if page.next_cursor is None else page.next_cursor.as_text()
         return m.EdgePageResponse(
             edges=[m.EdgeOut.model_validate(e._asdict()) for e in page.edges],
             next_cursor=next_cursor,
         )
 
-    @app.get("/api/v1/precedents", response_model=m.PrecedentsResponse)
+    @app.get(
+        "/api/v1/precedents",
+        response_model=m.PrecedentsResponse,
+        openapi_extra=needs("events:read"),
+    )
     async def precedents(
         request: Request,
         policy_id: str | None = None,
@@ -286,14 +307,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         limit: int = Query(default=100, ge=1, le=10_000),
     ) -> m.PrecedentsResponse:
         query = PrecedentQuery(policy_id, policy_version, entity_type, entity_id, outcome, limit)
-        hits = await call(
-            request, "events:read", lambda store, tenant: find_precedents(store, tenant, query)
-        )
+        hits = await call(request, lambda store, tenant: find_precedents(store, tenant, query))
         return m.PrecedentsResponse(
             precedents=[m.PrecedentOut.model_validate(h, from_attributes=True) for h in hits]
         )
 
-    @app.get("/api/v1/projections", response_model=m.ProjectionsResponse)
+    @app.get(
+        "/api/v1/projections",
+        response_model=m.ProjectionsResponse,
+        openapi_extra=needs("events:read"),
+    )
     async def projections(request: Request, include_digests: bool = False) -> m.ProjectionsResponse:
         def work(store: Any, tenant: str) -> m.ProjectionsResponse:
             statuses = projection_statuses(store, tenant)
@@ -304,10 +327,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 digests=None if digests is None else m.DigestsOut(**digests),
             )
 
-        result: m.ProjectionsResponse = await call(request, "events:read", work)
+        result: m.ProjectionsResponse = await call(request, work)
         return result
 
-    @app.get("/api/v1/projections/health", response_model=m.HealthOut)
+    @app.get(
+        "/api/v1/projections/health", response_model=m.HealthOut, openapi_extra=needs("events:read")
+    )
     async def projection_health(request: Request, include_digests: bool = False) -> m.HealthOut:
         """Event and trace counts, the log head and the lowest cursor (spec 10.6)."""
 
@@ -315,11 +340,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             health = get_projection_health(store, tenant, include_digests)
             return m.HealthOut.model_validate({**health.as_dict(), "tenant_id": tenant})
 
-        result: m.HealthOut = await call(request, "events:read", work)
+        result: m.HealthOut = await call(request, work)
         return result
 
     admin_routes.register(app, call)
-    stream.register(app, principal, settings.stream_heartbeat)
+    stream.register(app, settings.stream_heartbeat)
 
     # -- operations ----------------------------------------------------------
     @app.get("/healthz", response_model=m.Status, include_in_schema=True)

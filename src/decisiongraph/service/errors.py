@@ -12,6 +12,7 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException
 
 from decisiongraph.core import errors as core
 
@@ -20,6 +21,7 @@ FORBIDDEN: Final = "DG_ERR_FORBIDDEN"
 PAYLOAD_TOO_LARGE: Final = "DG_ERR_PAYLOAD_TOO_LARGE"
 RATE_LIMITED: Final = "DG_ERR_RATE_LIMITED"
 MALFORMED_JSON: Final = "DG_ERR_MALFORMED_JSON"
+METHOD_NOT_ALLOWED: Final = "DG_ERR_METHOD_NOT_ALLOWED"
 INTERNAL: Final = "DG_ERR_INTERNAL"
 
 STATUS_BY_CODE: Final[dict[str, int]] = {
@@ -28,6 +30,7 @@ STATUS_BY_CODE: Final[dict[str, int]] = {
     UNAUTHENTICATED: 401,
     FORBIDDEN: 403,
     core.NOT_FOUND: 404,
+    METHOD_NOT_ALLOWED: 405,
     core.IDEMPOTENCY_CONFLICT: 409,
     core.EVENT_SEQUENCE_INVALID: 409,
     core.CONFLICT: 409,
@@ -79,8 +82,27 @@ async def domain_error_handler(request: Request, exc: Exception) -> JSONResponse
     return error_response(request, exc.code, exc.message, exc.details)
 
 
+async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """Routing's own answers (no such route, wrong method) in the envelope too."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        response = error_response(
+            request, METHOD_NOT_ALLOWED, f"Method {request.method} is not allowed here"
+        )
+        if exc.headers and "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
+    if exc.status_code == 404:
+        return error_response(request, core.NOT_FOUND, f"No such resource: {request.url.path}")
+    return error_response(
+        request, INTERNAL if exc.status_code >= 500 else core.INVALID_ARGUMENT, str(exc.detail)
+    )
+
+
 async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    if any(err.get("type") == "json_invalid" for err in exc.errors()):
+        return error_response(request, MALFORMED_JSON, "Malformed JSON body")
     problems = [
         {"location": ".".join(str(p) for p in err.get("loc", ())), "problem": str(err.get("msg"))}
         for err in exc.errors()
@@ -101,6 +123,7 @@ ERROR_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
         (413, "Body too large"),
         (422, "Schema or PII policy violation"),
         (429, "Rate limited; see Retry-After"),
+        (500, "Internal error (logged with the request id)"),
         (503, "Projection out of date, or storage unavailable"),
     )
 }

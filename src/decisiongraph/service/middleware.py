@@ -1,4 +1,4 @@
-"""ASGI middleware of the API: body limits, request ids, metrics, access logs.
+"""ASGI middleware of the API: request ids, metrics, logs, body limits, NUL.
 
 Plain ASGI rather than Starlette's ``BaseHTTPMiddleware``, which runs every
 request's downstream app in a task of its own behind memory streams: a cost
@@ -11,12 +11,14 @@ import json
 import logging
 import re
 import time
+import traceback
 import uuid
 from typing import Any
 
 from fastapi import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from decisiongraph.core.errors import INVALID_ARGUMENT
 from decisiongraph.service.errors import INTERNAL, PAYLOAD_TOO_LARGE, error_response
 from decisiongraph.service.metrics import Metrics
 
@@ -38,10 +40,9 @@ class BodyLimit:
         self.limit = limit
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = Request(scope)
-        request.state.request_id = uuid.uuid4().hex
-        response = error_response(request, PAYLOAD_TOO_LARGE, f"Body exceeds {self.limit} bytes")
-        response.headers["X-Request-ID"] = request.state.request_id
+        response = error_response(
+            Request(scope), PAYLOAD_TOO_LARGE, f"Body exceeds {self.limit} bytes"
+        )
         await response(scope, receive, send)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -79,6 +80,28 @@ class BodyLimit:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+class RefuseNul:
+    """Refuse a NUL character in the path or the query string (400).
+
+    No backend stores one (PostgreSQL text cannot hold it), so an id or a
+    filter holding one can match nothing; saying so beats a driver error.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            query: bytes = scope.get("query_string", b"")
+            if "\x00" in scope["path"] or b"%00" in query or b"\x00" in query:
+                response = error_response(
+                    Request(scope), INVALID_ARGUMENT, "The path or query must not contain NUL"
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class RequestContext:
@@ -123,8 +146,20 @@ class RequestContext:
 
         try:
             await self.app(scope, receive, send_with_id)
-        except Exception:  # an unexpected bug: log it, leak nothing
-            log.exception("unhandled error", extra={"request_id": request_id})
+        except Exception as exc:  # an unexpected bug: log it, leak nothing
+            log.error(
+                json.dumps(
+                    {
+                        "request_id": request_id,
+                        "level": "error",
+                        "message": "unhandled error",
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "error": f"{type(exc).__name__}: {exc}",
+                        "traceback": traceback.format_exc(),
+                    }
+                )
+            )
             if elapsed is not None:  # the response has begun: nothing more to send
                 raise
             response = error_response(Request(scope), INTERNAL, "Internal error")

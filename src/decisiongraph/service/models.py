@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
+from pydantic.json_schema import models_json_schema
 
 from decisiongraph.core.envelope import StoredEvent
+
+# Positions, counts and ids are 64-bit in every backend; a larger number in a
+# request is refused (400) rather than overflowing a driver (500).
+INT64_MAX = 2**63 - 1
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL (U+0000)")
+    return value
+
+
+# Text stored as is (reasons, names): PostgreSQL cannot hold NUL in text, so
+# it is refused on every backend alike.
+Text = Annotated[str, AfterValidator(_no_nul)]
 
 
 class SourceIn(BaseModel):
@@ -41,6 +57,20 @@ class EnvelopeIn(BaseModel):
 
 class BatchIn(BaseModel):
     events: list[EnvelopeIn] = Field(max_length=1000)
+
+
+def request_body_schemas() -> dict[str, Any]:
+    """JSON Schemas of ``POST /events`` bodies, for the OpenAPI components.
+
+    That route reads its body itself (one envelope or a batch, parsed
+    once), so FastAPI does not list these models; their references point
+    into the document's components, where this puts them.
+    """
+    _, top = models_json_schema(
+        [(EnvelopeIn, "validation"), (BatchIn, "validation")],
+        ref_template="#/components/schemas/{model}",
+    )
+    return dict(top["$defs"])
 
 
 class AppendedEvent(BaseModel):
@@ -245,20 +275,20 @@ class DeadLettersResponse(BaseModel):
 
 
 class ReasonIn(BaseModel):
-    reason: str = Field(min_length=1, max_length=2000)
+    reason: Text = Field(min_length=1, max_length=2000)
 
 
 class SkipIn(ReasonIn):
-    confirm: str = Field(description="Type 'skip' to confirm")
+    confirm: Text = Field(description="Type 'skip' to confirm")
 
 
 class ReplayIn(ReasonIn):
-    to_log_seq: int | None = Field(default=None, ge=0)
+    to_log_seq: int | None = Field(default=None, ge=0, le=INT64_MAX)
 
 
 class RebuildIn(ReasonIn):
-    projection: str
-    confirm: str = Field(description="Type the projection's name to confirm")
+    projection: Text
+    confirm: Text = Field(description="Type the projection's name to confirm")
 
 
 class ReplayResponse(BaseModel):

@@ -22,9 +22,11 @@ from fastapi import FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
+from decisiongraph.core.errors import InvalidArgumentError
 from decisiongraph.runtime.health import projection_statuses
 from decisiongraph.runtime.wakeup import PostgresListener, Wakeup
-from decisiongraph.service.models import event_json
+from decisiongraph.service.models import INT64_MAX, event_json
+from decisiongraph.service.routing import needs
 
 STREAM_BATCH = 500
 
@@ -64,22 +66,47 @@ def start_signal(app: FastAPI, postgres_url: str | None) -> tuple[AppendSignal, 
     return signal, stop
 
 
-def register(app: FastAPI, principal: Any, heartbeat: float) -> None:
+def resume_position(header: str | None) -> int | None:
+    """The ``Last-Event-ID`` a reconnecting client sends: a log_seq we sent."""
+    if header is None or header.strip() == "":
+        return None
+    text = header.strip()
+    if not text.isdigit() or int(text) > INT64_MAX:
+        raise InvalidArgumentError(
+            "Last-Event-ID must be the id (a log_seq) of an event this stream sent",
+            details={"last_event_id": header[:100]},
+        )
+    return int(text)
+
+
+_LAST_EVENT_ID = {
+    "name": "Last-Event-ID",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "pattern": "^[0-9]{1,19}$"},
+    "description": "Resume after this log_seq (sent by EventSource on reconnect)",
+}
+
+
+def register(app: FastAPI, heartbeat: float) -> None:
+    extra = needs("events:read")
+    extra["parameters"] = [*extra["parameters"], _LAST_EVENT_ID]
+
     @app.get(
         "/api/v1/stream",
         response_class=StreamingResponse,
         responses={200: {"content": {"text/event-stream": {}}}},
         summary="Live stream of the tenant's events (resume with Last-Event-ID)",
+        openapi_extra=extra,
     )
     async def stream(
-        request: Request, after: int | None = Query(default=None, ge=0)
+        request: Request, after: int | None = Query(default=None, ge=0, le=INT64_MAX)
     ) -> StreamingResponse:
-        who = await run_in_threadpool(principal, request, "events:read")
-        tenant = who.tenant_id
+        tenant = request.state.principal.tenant_id
         pool = request.app.state.pool
-        resume = request.headers.get("last-event-id", "")
-        if resume.isdigit():
-            position = int(resume)
+        resume = resume_position(request.headers.get("last-event-id"))
+        if resume is not None:
+            position = resume
         elif after is not None:
             position = after
         else:
