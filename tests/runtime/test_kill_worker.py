@@ -1,10 +1,12 @@
-"""kill -9 of a worker process mid catch-up, under load, then a new worker:
-nothing lost, nothing applied twice (PostgreSQL)."""
+"""kill -9 of a worker process in the middle of a batch, under load, then a
+new worker: nothing lost, nothing applied twice (PostgreSQL)."""
 
 from __future__ import annotations
 
 import signal
 from pathlib import Path
+
+import psycopg
 
 from decisiongraph.runtime.health import projection_statuses
 from tests.runtime.support import (
@@ -22,6 +24,15 @@ from tests.runtime.support import (
 
 TTL = 1.5
 WORKER = ("--batch-size", "25", "--lease-ttl", str(TTL), "--poll-interval", "0.1")
+PROJECTION_TABLES = "dg_cg_nodes, dg_cg_edges, dg_trace_summary, dg_precedent_index"
+# A worker backend inside a projection batch (it holds the projection's
+# advisory lock) that is waiting for a table lock: its batch has begun
+# and has not committed.
+IN_FLIGHT = (
+    "SELECT count(*) FROM pg_stat_activity a WHERE a.datname = current_database() "
+    "AND a.wait_event_type = 'Lock' AND EXISTS (SELECT 1 FROM pg_locks l "
+    "WHERE l.pid = a.pid AND l.locktype = 'advisory' AND l.granted)"
+)
 
 
 def test_sigkill_mid_catch_up_then_a_new_worker_finishes_exactly_once(
@@ -42,8 +53,20 @@ def test_sigkill_mid_catch_up_then_a_new_worker_finishes_exactly_once(
             return min(cursors.values()) > 0 and min(cursors.values()) < head
 
         wait_until(mid_catch_up, 30, "the worker to be mid catch-up", first.log)
-        first.signal(signal.SIGKILL)
-        assert first.wait(10) == -signal.SIGKILL
+        # Hold the projection tables still (reads go on), so that the worker's
+        # next batch stops half-way through its writes; kill it right there.
+        with psycopg.connect(pg_url) as blocker:
+            blocker.execute(f"LOCK TABLE {PROJECTION_TABLES} IN SHARE MODE")
+
+            def batch_in_flight() -> bool:
+                with psycopg.connect(pg_url) as probe:
+                    row = probe.execute(IN_FLIGHT).fetchone()
+                return row is not None and row[0] > 0
+
+            wait_until(batch_in_flight, 30, "a worker batch to be in flight", first.log)
+            first.signal(signal.SIGKILL)
+            assert first.wait(10) == -signal.SIGKILL
+            blocker.rollback()  # the dead worker's backend now finds its client gone
         killed_owner_leases = store.leases(T)
         at_kill = store.projection_cursors(T)
         # A killed worker releases nothing: its leases stay until they expire.
