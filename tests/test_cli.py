@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import GOLDEN_DIR, GOLDEN_SCENARIOS, load_golden
+from tests.test_tamper import RawDatabase
 
 
 def dg(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -198,3 +199,269 @@ def test_accounts_commands(tmp_path: Path) -> None:
     assert remaining == [rotated.split("_")[1]]
     bad = dg("accounts", "create", db, "--name", "x", "--tenant", "t1", "--scope", "root")
     assert bad.returncode == 1 and "DG_ERR_INVALID_ARGUMENT" in bad.stderr
+
+
+# -- verify: nothing may hide from the audit -----------------------------------
+LOG_COLUMNS = (
+    "tenant_id, log_seq, event_id, trace_id, trace_seq, event_type, occurred_at, recorded_at, "
+    "producer_id, system, subsystem, actor_type, actor_id, correlation_id, causation_event_id, "
+    "idempotency_key, schema_version, payload_json, payload_hash, tags_json, chain_hash"
+)
+
+
+def _imported(backend_url: str, scenario: str = "support") -> int:
+    done = dg("import", backend_url, str(GOLDEN_DIR / scenario / "events.json"))
+    assert done.returncode == 0, done.stderr
+    return len(load_golden(scenario)[0])
+
+
+def test_verify_reports_a_tenant_whose_head_rows_were_deleted(backend_url: str) -> None:
+    n = _imported(backend_url)
+    assert dg("verify", backend_url).returncode == 0
+    raw = RawDatabase(backend_url)
+    try:
+        raw.execute("DELETE FROM dg_log_head")  # no guard protects the head table
+    finally:
+        raw.close()
+    done = dg("verify", backend_url)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"tenant default: TAMPERED at log_seq {n}: log head record is missing" in done.stdout
+    named = dg("verify", backend_url, "--tenant", "default")
+    assert named.returncode == 2 and f"TAMPERED at log_seq {n}" in named.stdout
+
+
+def test_verify_reports_rows_forged_for_a_new_tenant(backend_url: str) -> None:
+    _imported(backend_url)
+    raw = RawDatabase(backend_url)
+    try:
+        raw.execute(
+            f"INSERT INTO dg_event_log ({LOG_COLUMNS}) SELECT 'intruder', "
+            + LOG_COLUMNS.replace("tenant_id, ", "").replace("chain_hash", "'sha256:' || 'bogus'")
+            + " FROM dg_event_log WHERE tenant_id = 'default' AND log_seq <= 2"
+        )
+        assert raw.row_count("intruder") == 2
+    finally:
+        raw.close()
+    done = dg("verify", backend_url)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "tenant default: OK, 8 events" in done.stdout
+    assert "tenant intruder: TAMPERED at log_seq 1: chain hash mismatch" in done.stdout
+
+
+def test_verify_refuses_to_check_nothing(backend_url: str) -> None:
+    _imported(backend_url)
+    ghost = dg("verify", backend_url, "--tenant", "ghost")
+    assert ghost.returncode == 1
+    assert "OK" not in ghost.stdout
+    assert "DG_ERR_NOT_FOUND: tenant 'ghost' has no events" in ghost.stderr
+    empty_name = dg("verify", backend_url, "--tenant", "")
+    assert empty_name.returncode == 1 and empty_name.stdout == ""
+    assert "DG_ERR_INVALID_ARGUMENT" in empty_name.stderr
+
+
+def test_verify_of_an_empty_database_is_not_a_clean_audit(tmp_path: Path) -> None:
+    db = str(tmp_path / "other.db")
+    assert dg("seed", db, "--traces", "1", "--tenant", "other").returncode == 0
+    assert dg("verify", db).returncode == 0
+    fresh = str(tmp_path / "fresh.db")
+    assert dg("accounts", "create", fresh, "--name", "a", "--tenant", "t", "--scope",
+              "events:read").returncode == 0  # fmt: skip
+    done = dg("verify", fresh)
+    assert done.returncode == 1 and "nothing was verified" in done.stderr
+
+
+# -- import: every bad event, once; whole-file errors once ---------------------
+def test_import_reports_every_bad_event_with_position_and_code(tmp_path: Path) -> None:
+    events, _ = load_golden("dealdesk")
+    bad = [dict(e) for e in events]
+    bad[1] = {**bad[1], "payload": {**bad[1]["payload"], "score": 0.5}}
+    bad[3] = {**bad[3], "payload": {**bad[3]["payload"], "note": "password=hunter2hunter2"}}
+    bad[5] = {**bad[5], "payload": {}}
+    bad[6] = {**bad[6], "idempotency_key": ""}
+    db = str(tmp_path / "all.db")
+    array_file = tmp_path / "bad.json"
+    array_file.write_text(json.dumps(bad))
+    lines_file = tmp_path / "bad.jsonl"
+    lines_file.write_text("\n".join(json.dumps(e) for e in bad))
+    for source, label in ((array_file, "event"), (lines_file, "line")):
+        done = dg("import", db, str(source))
+        assert done.returncode == 1
+        offset = 0 if label == "event" else 1  # JSON Lines count lines from 1
+        reported = [line for line in done.stderr.splitlines() if line.startswith("Error: ")]
+        assert len(reported) == 5, done.stderr  # four events and the summary
+        codes = {
+            1: "DG_ERR_SCHEMA_VIOLATION",
+            3: "DG_ERR_PII_POLICY_VIOLATION",
+            5: "DG_ERR_SCHEMA_VIOLATION",
+            6: "DG_ERR_INVALID_ARGUMENT",
+        }
+        for index, code in codes.items():
+            assert f"Error: {label} {index + offset}: {code}: " in done.stderr, done.stderr
+        assert f"4 invalid event(s) in '{source}'; nothing was imported" in done.stderr
+    assert not Path(db).exists()  # nothing stored, not even an empty database
+
+
+def test_import_names_the_file_position_of_a_sequencing_error(tmp_path: Path) -> None:
+    events, _ = load_golden("dealdesk")
+    lines_file = tmp_path / "gap.jsonl"
+    lines_file.write_text("\n\n".join(json.dumps(e) for e in events[:3] + events[4:]))
+    done = dg("import", str(tmp_path / "gap.db"), str(lines_file))
+    assert done.returncode == 1
+    assert "Error: line 7: DG_ERR_EVENT_SEQUENCE_INVALID: Expected trace_seq 3" in done.stderr
+
+
+def test_a_syntax_error_in_a_pretty_printed_file_is_one_error(tmp_path: Path) -> None:
+    text = (GOLDEN_DIR / "dealdesk" / "events.json").read_text("utf-8").splitlines()
+    line = next(i for i in range(100, len(text)) if text[i].endswith(","))
+    text[line] = text[line][:-1]  # sed 'Ns/,$//'
+    broken = tmp_path / "broken.json"
+    broken.write_text("\n".join(text) + "\n")
+    done = dg("import", str(tmp_path / "x.db"), str(broken))
+    assert done.returncode == 1
+    errors = done.stderr.strip().splitlines()
+    assert len(errors) == 1, done.stderr
+    with pytest.raises(json.JSONDecodeError) as caught:
+        json.loads("\n".join(text))
+    where = caught.value
+    expected = f"malformed JSON at line {where.lineno} column {where.colno}: {where.msg}"
+    assert errors[0].startswith(f"Error: DG_ERR_INVALID_ARGUMENT: {expected}"), errors[0]
+    array = tmp_path / "array.json"
+    array.write_text(json.dumps(load_golden("dealdesk")[0], indent=2)[:-3])  # cut short
+    done = dg("import", str(tmp_path / "x.db"), str(array))
+    assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1
+    assert "malformed JSON at line" in done.stderr
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_events_that_is_not_an_array_is_named(tmp_path: Path) -> None:
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text('{"events": "x"}')
+    done = dg("import", str(tmp_path / "x.db"), str(wrong))
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        'Error: DG_ERR_INVALID_ARGUMENT: "events" must be an array of event envelopes; '
+        f"nothing was imported from '{wrong}'"
+    )
+
+
+# -- export: a clean error, nothing half-written ---------------------------------
+def test_export_to_an_unwritable_path_is_a_clean_error(tmp_path: Path) -> None:
+    db = str(tmp_path / "x.db")
+    _imported(db)
+    for target in (tmp_path / "no" / "such" / "dir" / "x.jsonl", tmp_path):
+        done = dg("export", db, str(target))
+        assert done.returncode == 1
+        assert "Traceback" not in done.stderr
+        assert done.stderr.startswith(f"Error: cannot write '{target}': "), done.stderr
+    out = tmp_path / "out.jsonl"
+    out.write_text("previous export\n")
+    out.chmod(0o640)
+    assert dg("export", db, str(out)).returncode == 0
+    assert len(out.read_text().splitlines()) == 8
+    assert out.stat().st_mode & 0o777 == 0o640  # the old file's mode, as open() keeps it
+    probe = tmp_path / "probe"
+    probe.write_text("")
+    fresh = tmp_path / "fresh.jsonl"
+    assert dg("export", db, str(fresh)).returncode == 0
+    assert fresh.stat().st_mode & 0o777 == probe.stat().st_mode & 0o777
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert leftovers == []
+
+
+# -- spec 12 shapes, seed counts -------------------------------------------------
+def test_projection_status_json_has_the_spec_keys(backend_url: str) -> None:
+    n = _imported(backend_url)
+    done = dg("projection-status", backend_url, "--json", "--include-digests")
+    assert done.returncode == 0, done.stderr
+    status = json.loads(done.stdout)
+    spec_keys = {
+        "digests",
+        "event_count",
+        "event_log_last_seq",
+        "is_stale",
+        "pending_events",
+        "projected_last_seq",
+        "trace_count",
+    }
+    assert spec_keys <= set(status)
+    assert status["projected_last_seq"] == status["event_log_last_seq"] == n
+    assert (status["pending_events"], status["is_stale"]) == (0, False)
+    assert status["digests"] == load_golden("support")[1]
+    assert "projections" in status  # the per-projection detail stays
+    table = dg("projection-status", backend_url)
+    assert table.returncode == 0 and not table.stdout.startswith("{")
+
+
+def test_no_sub_command_prints_help_and_exits_1() -> None:
+    done = dg()
+    assert done.returncode == 1
+    assert "Usage:" in done.stdout and "verify" in done.stdout
+
+
+def test_seeding_again_says_nothing_new(tmp_path: Path) -> None:
+    db = str(tmp_path / "seed.db")
+    first = dg("seed", db, "--traces", "3")
+    assert first.returncode == 0, first.stderr
+    total = first.stdout.split("(")[1].split()[0]
+    assert f"({total} events: {total} new, 0 already present)" in first.stdout
+    second = dg("seed", db, "--traces", "3")
+    assert f"({total} events: 0 new, {total} already present)" in second.stdout
+
+
+def test_replay_refuses_positions_the_log_has_never_been_at(backend_url: str) -> None:
+    events, expected = load_golden("dealdesk")
+    assert dg("import", backend_url, str(GOLDEN_DIR / "dealdesk" / "events.json")).returncode == 0
+    head = len(events)
+    for position in ("-5", "-1", str(head + 1), "1000"):
+        done = dg("replay", backend_url, "--json", "--to", position)
+        assert done.returncode == 1, (position, done.stdout)
+        assert done.stdout == ""  # no digests of a state that never was
+        assert "DG_ERR_INVALID_ARGUMENT" in done.stderr and "to_log_seq" in done.stderr
+    beyond = dg("replay", backend_url, "--to", str(head + 1)).stderr
+    assert f"head of tenant default's log ({head})" in beyond
+    assert replay_json(backend_url, "--to", str(head)) == expected
+    assert replay_json(backend_url, "--to", "0") != expected  # the empty state
+
+
+def test_unknown_projection_and_dead_letter_status_are_refused_with_the_valid_ones(
+    tmp_path: Path,
+) -> None:
+    db = str(tmp_path / "refuse.db")
+    assert dg("import", db, str(GOLDEN_DIR / "dealdesk" / "events.json")).returncode == 0
+    rebuilt = dg("rebuild", db, "--projection", "nope", "--reason", "x")
+    assert rebuilt.returncode == 1
+    assert "DG_ERR_INVALID_ARGUMENT" in rebuilt.stderr and "'nope'" in rebuilt.stderr
+    for name in ("context_graph", "trace_summary", "precedent_index", "policy_eval_index"):
+        assert name in rebuilt.stderr
+    with sqlite3.connect(db) as conn:  # refused before anything was audited
+        assert conn.execute("SELECT COUNT(*) FROM dg_audit_log").fetchone() == (0,)
+    listed = dg("dead-letters", "list", db, "--status", "bogus")
+    assert listed.returncode == 1 and listed.stdout == ""
+    assert "DG_ERR_INVALID_ARGUMENT" in listed.stderr and "'bogus'" in listed.stderr
+    for status in ("open", "retry", "resolved", "skipped"):
+        assert status in listed.stderr
+        fine = dg("dead-letters", "list", db, "--status", status)
+        assert fine.returncode == 0 and json.loads(fine.stdout) == []
+
+
+def test_a_multi_line_last_error_is_one_line_in_the_status_table(tmp_path: Path) -> None:
+    from decisiongraph.store.sqlite import SQLiteEventStore
+
+    db = str(tmp_path / "status.db")
+    assert dg("import", db, str(GOLDEN_DIR / "dealdesk" / "events.json")).returncode == 0
+    error = (
+        'DG_ERR_STORAGE: PostgreSQL error: syntax error at or near "x"\n'
+        "LINE 1: SELECT x FROM\n"
+        "               ^"
+    )
+    store = SQLiteEventStore(db)
+    store.set_projection_error("default", "trace_summary", error)
+    store.close()
+    table = dg("projection-status", db)
+    assert table.returncode == 0
+    (line,) = [row for row in table.stdout.splitlines() if "last error" in row]
+    assert line.endswith('syntax error at or near "x" LINE 1: SELECT x FROM ^')
+    assert "LINE 1" not in table.stdout.replace(line, "")
+    status = json.loads(dg("projection-status", db, "--json").stdout)
+    (summary,) = [p for p in status["projections"] if p["projection"] == "trace_summary"]
+    assert summary["last_error"] == error  # machines get it whole

@@ -8,9 +8,12 @@ is byte-stable, so scripts can diff it.
 from __future__ import annotations
 
 import json
+import os
+import stat
 import sys
+import tempfile
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TextIO
 
@@ -18,9 +21,12 @@ import typer
 
 from decisiongraph.core.envelope import DEFAULT_TENANT, EventEnvelope, envelope_from_dict
 from decisiongraph.core.errors import DecisionGraphError
-from decisiongraph.projections.rows import PROJECTION_NAMES
+from decisiongraph.core.operator_records import check_dead_letter_status
+from decisiongraph.core.validation import check_tenant_id, validate_envelope
+from decisiongraph.projections.rows import check_projection_names
+from decisiongraph.runtime import operations
 from decisiongraph.runtime.health import projection_statuses
-from decisiongraph.runtime.rebuild import compare_with_rebuild, rebuild_online, replay_digests
+from decisiongraph.runtime.rebuild import compare_with_rebuild, replay_digests
 from decisiongraph.runtime.supervisor import SupervisorConfig, default_owner
 from decisiongraph.store.postgres import PostgresEventStore, is_postgres_url
 from decisiongraph.store.sql_base import SqlEventStore
@@ -28,9 +34,20 @@ from decisiongraph.store.sqlite import SQLiteEventStore
 
 app = typer.Typer(
     help="DecisionGraph: an append-only, tamper-evident log of decisions.",
-    no_args_is_help=True,
+    invoke_without_command=True,
     add_completion=False,
 )
+
+
+@app.callback()
+def _no_command(ctx: typer.Context) -> None:
+    # Spec 12: no sub-command prints the help and exits 1 (click's
+    # no_args_is_help would exit 2, its usage-error status).
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
+        raise typer.Exit(1)
+
+
 dead_letters_app = typer.Typer(help="Events a projection could not apply.", no_args_is_help=True)
 app.add_typer(dead_letters_app, name="dead-letters")
 accounts_app = typer.Typer(help="Service accounts and their API keys.", no_args_is_help=True)
@@ -65,19 +82,50 @@ def _dump(value: Any, *, ascii_only: bool = True) -> str:
 
 
 # -- reading event files -----------------------------------------------------
+class _Unreadable(Exception):
+    """The file as a whole is not an event file; one message says why."""
+
+
+def _first_line_is_json(text: str) -> bool:
+    """Whether the first non-blank line is a JSON value on its own.
+
+    Tells JSON Lines (every record on its line) from a pretty-printed
+    document, whose first line (``{`` or ``[``) never is: a broken line in
+    the former is reported per line, a syntax error in the latter once.
+    """
+    for line in text.splitlines():
+        if line.strip():
+            try:
+                json.loads(line)
+            except json.JSONDecodeError:
+                return False
+            return True
+    return False
+
+
 def _documents(text: str) -> Iterator[tuple[str, Any]]:
     """(position, decoded envelope) for each event in a file's text.
 
     Golden format (an object with ``events``), a JSON array, or JSON Lines.
+    Raises :class:`_Unreadable` when the text is none of them as a whole.
     """
     stripped = text.lstrip()
     if stripped.startswith(("{", "[")):
         try:
             whole = json.loads(text)
-        except json.JSONDecodeError:
-            whole = None  # perhaps JSON Lines whose first line is an object
-        if isinstance(whole, dict) and isinstance(whole.get("events"), list):
-            for index, item in enumerate(whole["events"]):
+        except json.JSONDecodeError as exc:
+            if not _first_line_is_json(text):
+                # One document with a syntax error: reading it as JSON Lines
+                # would report every one of its lines as malformed.
+                raise _Unreadable(
+                    f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+                ) from None
+            whole = None  # JSON Lines: its lines are read one by one below
+        if isinstance(whole, dict) and "events" in whole:
+            events = whole["events"]
+            if not isinstance(events, list):
+                raise _Unreadable('"events" must be an array of event envelopes')
+            for index, item in enumerate(events):
                 yield f"event {index}", item
             return
         if isinstance(whole, list):
@@ -96,48 +144,109 @@ def _documents(text: str) -> Iterator[tuple[str, Any]]:
             yield f"line {number}", exc
 
 
-def _read_envelopes(path: str) -> list[EventEnvelope]:
-    """Parse and check every event; report all problems, store nothing."""
+def _read_envelopes(path: str) -> tuple[list[EventEnvelope], list[str]]:
+    """Parse and fully validate every event (structure, payload rules, the
+    PII guard, floats), and report every problem with its position before
+    anything is stored; returns the envelopes and their positions.
+
+    Only what depends on stored state (sequencing, idempotency) is left to
+    the append, which stops at its first failure.
+    """
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         _fail(f"Error: cannot read '{path}': {exc}")
     envelopes: list[EventEnvelope] = []
+    positions: list[str] = []
     problems: list[str] = []
-    for position, item in _documents(text):
+    try:
+        documents = list(_documents(text))
+    except _Unreadable as exc:
+        _fail(f"Error: DG_ERR_INVALID_ARGUMENT: {exc}; nothing was imported from '{path}'")
+    for position, item in documents:
         if isinstance(item, json.JSONDecodeError):
             problems.append(f"{position}: DG_ERR_INVALID_ARGUMENT: malformed JSON: {item.msg}")
             continue
         try:
-            envelopes.append(envelope_from_dict(item))
+            envelope = envelope_from_dict(item)
+            validate_envelope(envelope)
         except DecisionGraphError as exc:
             problems.append(f"{position}: {exc}")
+            continue
+        envelopes.append(envelope)
+        positions.append(position)
     if problems:
         for problem in problems:
             typer.echo(f"Error: {problem}", err=True)
         _fail(f"Error: {len(problems)} invalid event(s) in '{path}'; nothing was imported")
-    return envelopes
+    return envelopes, positions
 
 
-def _output(file: str) -> AbstractContextManager[TextIO]:
-    """The file to write, or stdout (left open) for '-'."""
+def _new_file_mode(target: Path) -> int:
+    """The mode ``open(target, "w")`` would leave: the old file's, or 0666
+    less the umask (a temporary file is created 0600)."""
+    try:
+        return stat.S_IMODE(target.stat().st_mode)
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+@contextmanager
+def _output(file: str) -> Iterator[TextIO]:
+    """The file to write, or stdout (left open) for '-'.
+
+    A regular file is written beside its target and renamed over it once
+    complete, so a failed export leaves neither a half-written file nor a
+    truncated old one; a device or pipe (``/dev/stdout``) is written in
+    place. A path that cannot be written is an error, not a traceback.
+    """
     if file == "-":
-        return nullcontext(sys.stdout)
-    return open(file, "w", encoding="utf-8")
+        yield sys.stdout
+        return
+    target = Path(os.path.realpath(file))  # through symlinks, as open() would
+    if target.is_dir():
+        _fail(f"Error: cannot write '{file}': it is a directory")
+    if target.exists() and not target.is_file():
+        try:
+            with open(target, "w", encoding="utf-8") as out:
+                yield out
+        except OSError as exc:
+            _fail(f"Error: cannot write '{file}': {exc.strerror or exc}")
+        return
+    try:
+        handle, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        _fail(f"Error: cannot write '{file}': {exc.strerror or exc}")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            yield out
+        os.chmod(temp, _new_file_mode(target))
+        os.replace(temp, target)
+    except BaseException as exc:
+        with suppress(OSError):
+            os.unlink(temp)
+        if isinstance(exc, OSError):
+            _fail(f"Error: cannot write '{file}': {exc.strerror or exc}")
+        raise
 
 
 # -- commands ------------------------------------------------------------------
 @app.command("import")
 def import_events(db: Db, file: str, tenant: Tenant = DEFAULT_TENANT) -> None:
     """Append the events of FILE exactly as given, all or nothing."""
-    envelopes = _read_envelopes(file)
+    envelopes, positions = _read_envelopes(file)
     store = _open(db, must_exist=False)
     try:
         stored = store.append(tenant, envelopes, project=True)
     except DecisionGraphError as exc:
         index = exc.details.get("index")
-        where = f" (event {index})" if index is not None else ""
-        _fail(f"Error{where}: {exc}; nothing was imported")
+        if isinstance(index, int) and 0 <= index < len(positions):
+            # The batch's "event N: " prefix gives way to the file position.
+            message = exc.message.removeprefix(f"event {index}: ")
+            _fail(f"Error: {positions[index]}: {exc.code}: {message}; nothing was imported")
+        _fail(f"Error: {exc}; nothing was imported")
     finally:
         store.close()
     repeats = sum(1 for event in stored if event.repeated)
@@ -204,10 +313,12 @@ def projection_status(
     try:
         statuses = projection_statuses(store, tenant)
         stats = store.log_stats(tenant)
+        projected = store.projection_cursor(tenant)  # the lowest projection's cursor
         digests = store.digests(tenant).as_dict() if include_digests else None
     finally:
         store.close()
     if as_json:
+        # Spec 12 / 10.6's keys, plus the tenant and the per-projection detail.
         typer.echo(
             _dump(
                 {
@@ -215,6 +326,9 @@ def projection_status(
                     "event_count": stats.event_count,
                     "trace_count": stats.trace_count,
                     "event_log_last_seq": stats.last_log_seq,
+                    "projected_last_seq": projected,
+                    "pending_events": max(stats.last_log_seq - projected, 0),
+                    "is_stale": projected < stats.last_log_seq,
                     "projections": [status.as_dict() for status in statuses],
                     "digests": digests,
                 }
@@ -234,8 +348,8 @@ def projection_status(
         )
         if status.rebuild_position is not None:
             typer.echo(f"{'':<18} rebuilding: shadow at {status.rebuild_position} of {status.head}")
-        if status.last_error:
-            typer.echo(f"{'':<18} last error: {status.last_error}")
+        if status.last_error:  # one line: PostgreSQL's messages carry "LINE 1: ..." parts
+            typer.echo(f"{'':<18} last error: {' '.join(status.last_error.split())}")
     if digests is not None:
         for name in sorted(digests):
             typer.echo(f"  {name}: {digests[name]}")
@@ -289,28 +403,46 @@ def verify(db: Db, tenant: Annotated[str | None, typer.Option("--tenant")] = Non
 
     Exits 2 naming the first bad log_seq when a row was edited, deleted or
     moved behind the store's back. Record the printed head hashes elsewhere:
-    they pin the log as of now.
+    they pin the log as of now. Tenants come from the log as well as from
+    the head table, so a deleted head row or rows forged for a new tenant
+    cannot hide; and checking nothing (an unknown --tenant, an empty
+    database) exits 1, so that a typo never reads as a clean audit.
     """
+    if tenant is not None:
+        try:
+            check_tenant_id(tenant)
+        except DecisionGraphError as exc:
+            _fail(f"Error: {exc}")
     store = _open(db)
     bad = False
+    verified = 0
     try:
-        tenants = [tenant] if tenant else store.tenants()
+        tenants = [tenant] if tenant is not None else store.tenants_in_log()
         for name in tenants:
             problem = store.verify_chain(name)
-            if problem is None:
-                stats = store.log_stats(name)
-                chain = store.list_events(name, since_log_seq=stats.last_log_seq - 1, limit=1)
-                head_hash = chain[0].chain_hash if chain else "-"
-                typer.echo(f"tenant {name}: OK, {stats.event_count} events, head {head_hash}")
-            else:
+            if problem is not None:
                 bad = True
                 typer.echo(
                     f"tenant {name}: TAMPERED at log_seq {problem.log_seq}: {problem.reason}"
                 )
+                continue
+            stats = store.log_stats(name)
+            if stats.event_count == 0:
+                if tenant is None:  # an empty head row: nothing to check, nothing wrong
+                    typer.echo(f"tenant {name}: no events")
+                continue
+            verified += 1
+            chain = store.list_events(name, since_log_seq=stats.last_log_seq - 1, limit=1)
+            head_hash = chain[0].chain_hash if chain else "-"
+            typer.echo(f"tenant {name}: OK, {stats.event_count} events, head {head_hash}")
     finally:
         store.close()
     if bad:
         raise typer.Exit(2)
+    if tenant is not None and not verified:
+        _fail(f"Error: DG_ERR_NOT_FOUND: tenant '{tenant}' has no events; nothing was verified")
+    if not verified:
+        _fail(f"Error: DG_ERR_NOT_FOUND: no events in '{db}'; nothing was verified")
 
 
 @app.command("seed")
@@ -324,23 +456,35 @@ def seed(
     from decisiongraph.seed import generate_events
 
     store = _open(db, must_exist=False)
-    written = 0
+    written = repeats = 0
     batch: list[EventEnvelope] = []
+
+    def flush() -> None:
+        # Seeding again is idempotent: count what was already there apart,
+        # so a second run does not claim to have written anything.
+        nonlocal written, repeats
+        for event in store.append(tenant, batch, project=True):
+            written += 1
+            repeats += event.repeated
+        batch.clear()
+
     try:
         for raw in generate_events(traces, seed_value):
             batch.append(envelope_from_dict(raw))
             if len(batch) >= IMPORT_CHUNK:
-                written += len(store.append(tenant, batch, project=True))
-                batch = []
+                flush()
         if batch:
-            written += len(store.append(tenant, batch, project=True))
+            flush()
         store.project_pending(tenant)
         digests = store.digests(tenant).as_dict()
     except DecisionGraphError as exc:
         _fail(f"Error: {exc}")
     finally:
         store.close()
-    typer.echo(f"Seeded {traces} traces ({written} events) into tenant {tenant}")
+    typer.echo(
+        f"Seeded {traces} traces ({written} events: {written - repeats} new, "
+        f"{repeats} already present) into tenant {tenant}"
+    )
     for name in sorted(digests):
         typer.echo(f"  {name}: {digests[name]}")
 
@@ -378,17 +522,17 @@ def rebuild(
     reason: Annotated[str, typer.Option("--reason")] = "",
 ) -> None:
     """Rebuild a projection online (shadow tables, then an atomic swap)."""
-    if projection not in PROJECTION_NAMES:
-        _fail(f"Error: unknown projection '{projection}' ({', '.join(PROJECTION_NAMES)})")
+    try:
+        check_projection_names([projection])
+    except DecisionGraphError as exc:
+        _fail(f"Error: {exc}")
     if not reason.strip():
         _fail("Error: DG_ERR_INVALID_ARGUMENT: --reason is required")
     store = _open(db)
-    owner = default_owner()
     try:
-        store.record_audit(
-            tenant, actor=owner, action="projection.rebuild", target=projection, reason=reason
+        cursor = operations.rebuild(
+            store, tenant, projection, actor=default_owner(), reason=reason, confirm=projection
         )
-        cursor = rebuild_online(store, tenant, projection, owner=owner)
     except DecisionGraphError as exc:
         _fail(f"Error: {exc}")
     finally:
@@ -406,11 +550,14 @@ def compare(db: Db, tenant: Tenant = DEFAULT_TENANT) -> None:
         _fail(f"Error: {exc}")
     finally:
         store.close()
-    if result.match:
-        typer.echo("match")
-        return
-    typer.echo(f"MISMATCH in {result.first_difference}")
-    raise typer.Exit(3)
+    typer.echo("match" if result.match else f"MISMATCH in {result.first_difference}")
+    if result.skipped:
+        skips = ", ".join(
+            f"{name}@{seq}" for name, seqs in sorted(result.skipped.items()) for seq in seqs
+        )
+        typer.echo(f"operator skips in effect (the rebuild skipped them too): {skips}")
+    if not result.match:
+        raise typer.Exit(3)
 
 
 @dead_letters_app.command("list")
@@ -420,6 +567,10 @@ def dead_letters_list(
     status: Annotated[str | None, typer.Option("--status")] = None,
 ) -> None:
     """Dead letters as JSON (all tenants unless --tenant)."""
+    try:
+        check_dead_letter_status(status)
+    except DecisionGraphError as exc:
+        _fail(f"Error: {exc}")
     store = _open(db)
     try:
         letters = store.dead_letters(tenant, status=status)

@@ -1,10 +1,12 @@
-"""A poison event (its stored payload no longer matches its hash): retried with
-backoff, dead-lettered after max_attempts, the projection stops there and
-skips nothing; an operator retries after a fix, or skips (audited).
+"""A poison event (its stored payload no longer matches its hash, or a bug in a
+fold raises for it): retried with backoff, dead-lettered after max_attempts,
+the projection stops there and skips nothing; an operator retries after a
+fix, or skips (audited), and a comparison with a rebuild honours the skip.
 Both backends."""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -15,14 +17,22 @@ import psycopg
 import pytest
 
 from decisiongraph.core.errors import DecisionGraphError
-from decisiongraph.projections.rows import CONTEXT_GRAPH, TRACE_SUMMARY
+from decisiongraph.projections import batch
+from decisiongraph.projections.rows import (
+    CONTEXT_GRAPH,
+    POLICY_EVAL_INDEX,
+    PRECEDENT_INDEX,
+    PROJECTION_NAMES,
+    TRACE_SUMMARY,
+)
 from decisiongraph.runtime.backoff import Backoff
 from decisiongraph.runtime.health import projection_statuses
-from decisiongraph.runtime.rebuild import replay_digests
+from decisiongraph.runtime.rebuild import compare_with_rebuild, replay_digests
 from decisiongraph.runtime.worker import ProjectionWorker
 from decisiongraph.store.postgres import is_postgres_url
 from decisiongraph.store.sql_base import SqlEventStore
 from tests.runtime.support import T, open_sql, seeded
+from tests.test_cli import dg
 
 P = TRACE_SUMMARY
 POISON = 37  # an InputObserved in the middle of the trace started at log_seq 33
@@ -244,3 +254,112 @@ def test_skip_moves_past_the_poison_and_is_audited(poisoned: Poisoned) -> None:
         store.project_pending(T, projections=[CONTEXT_GRAPH], batch_size=1)
     assert caught.value.code == "DG_ERR_CONFLICT"
     assert store.projection_cursor(T, CONTEXT_GRAPH) == POISON - 1
+
+
+@pytest.fixture
+def fold_bug(backend_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Poisoned]:
+    """A bug in the trace-summary fold: it raises ValueError for one event."""
+    store = open_sql(backend_url)
+    events = seeded(20, seed=21)
+    store.append(T, events)
+    bad_event_id = store.list_events(T, since_log_seq=POISON - 1, limit=1)[0].event_id
+    real = batch.summary_write
+
+    def buggy(event: Any) -> Any:
+        if event.event_id == bad_event_id:
+            raise ValueError("fold bug: cannot handle this payload")
+        return real(event)
+
+    monkeypatch.setattr(batch, "summary_write", buggy)
+    try:
+        yield Poisoned(backend_url, store, "", bad_event_id, [e.trace_id for e in events])
+    finally:
+        store.close()
+
+
+def test_a_plain_exception_in_a_fold_is_dead_lettered_after_the_good_events(
+    fold_bug: Poisoned, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = fold_bug.store
+    worker = fold_bug.worker()
+    with caplog.at_level(logging.WARNING, logger="decisiongraph.runtime.worker"):
+        step_until(worker, lambda: worker.parked)  # no exception escapes the step
+    assert store.projection_cursor(T, P) == POISON - 1  # the good events before it are in
+    (letter,) = store.dead_letters(T)
+    assert (letter.projection_name, letter.log_seq, letter.event_id) == (
+        P,
+        POISON,
+        fold_bug.event_id,
+    )
+    assert (letter.error_code, letter.attempts) == ("DG_ERR_INTERNAL", 3)
+    assert "ValueError" in letter.message and "fold bug" in letter.message
+    status = status_of(store)
+    assert (status.status, status.cursor) == ("failed", POISON - 1)
+    assert status.last_error is not None and status.last_error.startswith("DG_ERR_INTERNAL")
+    # Each failed attempt is a warning naming where; the dead letter an error.
+    retries = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(retries) == 2
+    assert all(f"log_seq {POISON}" in r.getMessage() and P in r.getMessage() for r in retries)
+    assert all("DG_ERR_INTERNAL" in r.getMessage() and T in r.getMessage() for r in retries)
+    (parked,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert "dead-lettered" in parked.getMessage() and fold_bug.event_id in parked.getMessage()
+    assert parked.exc_info is not None  # a bug's traceback is logged for its fixer
+
+    monkeypatch.undo()  # the fix ships
+    store.resolve_dead_letter(T, letter.id, action="retry", actor="ops", reason="fold fixed")
+    head = store.get_last_log_seq(T)
+    step_until(worker, lambda: store.projection_cursor(T, P) == head)
+    assert store.get_dead_letter(T, letter.id).status == "resolved"
+    assert status_of(store).last_error is None
+    assert store.digests(T).trace_summary == replay_digests(store, T).trace_summary
+
+
+def test_compare_after_an_audited_skip_rebuilds_with_the_same_skip(poisoned: Poisoned) -> None:
+    store, worker = poisoned.store, poisoned.worker()
+    step_until(worker, lambda: worker.parked)
+    (letter,) = store.dead_letters(T)
+    store.resolve_dead_letter(T, letter.id, action="skip", actor="ops", reason="known bad row")
+    head = store.get_last_log_seq(T)
+    step_until(worker, lambda: store.projection_cursor(T, P) == head)
+    for name in (CONTEXT_GRAPH, PRECEDENT_INDEX, POLICY_EVAL_INDEX):  # these never met it
+        letter_for = store.add_dead_letter(
+            T,
+            name,
+            POISON,
+            poisoned.event_id,
+            "DG_ERR_CONFLICT",
+            "tampered",
+            1,
+            letter.first_seen_at,
+        )
+        store.resolve_dead_letter(T, letter_for.id, action="skip", actor="ops", reason="same row")
+    store.project_pending(T)
+
+    comparison = compare_with_rebuild(store, T)
+    assert comparison.match, comparison.first_difference
+    assert comparison.skipped == {name: (POISON,) for name in PROJECTION_NAMES}
+    # A plain replay of the log cannot pass the tampered event: the rebuild
+    # compare made had to skip it as the live projections did.
+    with pytest.raises(DecisionGraphError) as caught:
+        replay_digests(store, T, head)
+    assert caught.value.code == "DG_ERR_CONFLICT"
+
+    done = dg("compare", poisoned.url)
+    assert done.returncode == 0, done.stderr
+    first, second = done.stdout.strip().splitlines()
+    assert first == "match"
+    assert "skips in effect" in second and f"{P}@{POISON}" in second
+
+
+def test_compare_honours_a_skip_of_one_projection_only(poisoned: Poisoned) -> None:
+    store, worker = poisoned.store, poisoned.worker()
+    step_until(worker, lambda: worker.parked)
+    (letter,) = store.dead_letters(T)
+    store.resolve_dead_letter(T, letter.id, action="skip", actor="ops", reason="known bad row")
+    head = store.get_last_log_seq(T)
+    step_until(worker, lambda: store.projection_cursor(T, P) == head)
+    # The other projections still stop at the tampered event: compared there.
+    comparison = compare_with_rebuild(store, T)
+    assert comparison.match, comparison.first_difference
+    assert comparison.positions[P] == head
+    assert comparison.skipped == {P: (POISON,)}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from decisiongraph.core.envelope import envelope_from_dict
+from decisiongraph.core.errors import DecisionGraphError
 from decisiongraph.runtime.rebuild import replay_digests
 from tests.conftest import GOLDEN_SCENARIOS, load_golden
 from tests.runtime.support import T, open_sql, seeded
@@ -23,10 +24,16 @@ def test_replay_to_k_equals_a_fresh_store_holding_the_first_k_events(backend_url
             store.append(tenant, events[:k])
         store.project_pending(tenant)
         assert replay_digests(store, T, to_log_seq=k) == store.digests(tenant), f"k={k}"
-    # The whole log: no position, or one past the head, is the same as the head.
+    # The whole log: no position is the head; past the head, or before the
+    # start, is a state the log has never been in, refused (not the head's).
     full = replay_digests(store, T)
-    assert full == replay_digests(store, T, to_log_seq=head + 100)
+    assert full == replay_digests(store, T, to_log_seq=head)
     assert full != replay_digests(store, T, to_log_seq=head - 1)
+    for beyond in (head + 1, head + 100, -1, -5):
+        with pytest.raises(DecisionGraphError) as caught:
+            replay_digests(store, T, to_log_seq=beyond)
+        assert caught.value.code == "DG_ERR_INVALID_ARGUMENT"
+        assert str(head) in caught.value.message or "0" in caught.value.message
     # Replay only reads the live store: its (unprojected) projections did not move.
     assert set(store.projection_cursors(T).values()) == {0}
     assert list(store.iter_summaries(T)) == []

@@ -20,6 +20,11 @@ CONFLICT: Final = "DG_ERR_CONFLICT"
 NOT_FOUND: Final = "DG_ERR_NOT_FOUND"
 PROJECTION_OUT_OF_DATE: Final = "DG_ERR_PROJECTION_OUT_OF_DATE"
 STORAGE: Final = "DG_ERR_STORAGE"
+#: Not one of the specification's nine: what no domain rule explains (a bug,
+#: such as a projection step raising a plain Python exception). Recorded on
+#: dead letters so that an operator can tell a defect from bad data; the
+#: HTTP layer answers it with 500.
+INTERNAL: Final = "DG_ERR_INTERNAL"
 
 ALL_ERROR_CODES: Final = (
     INVALID_ARGUMENT,
@@ -113,6 +118,15 @@ _BY_CODE: Final[dict[str, type[DecisionGraphError]]] = {
         StorageError,
     )
 }
+
+
+def describe_failure(exc: BaseException, unexplained: str = INTERNAL) -> tuple[str, str]:
+    """(code, message) of any failure: a domain error's own, else
+    ``unexplained`` (by default ``INTERNAL``: a bug has no better code) and
+    the exception's type and text."""
+    if isinstance(exc, DecisionGraphError):
+        return exc.code, exc.message
+    return unexplained, f"{type(exc).__name__}: {exc}"
 
 
 def error_for_code(

@@ -21,16 +21,35 @@ SourceLike = SourceRef | Mapping[str, Any]
 ActorLike = ActorRef | Mapping[str, Any]
 
 
+def _record_fields(value: Any, name: str, required: Sequence[str]) -> Mapping[str, Any]:
+    """``value`` as a mapping holding ``required``; anything else is a
+    caller's mistake, refused with the stable code rather than surfacing as
+    a ``KeyError`` or ``AttributeError`` from inside a helper."""
+    if not isinstance(value, Mapping):
+        raise InvalidArgumentError(
+            f"{name} must be a record or a mapping, not {type(value).__name__}",
+            details={"field": name},
+        )
+    missing = [key for key in required if key not in value]
+    if missing:
+        raise InvalidArgumentError(
+            f"{name} is missing {', '.join(missing)}", details={"field": name}
+        )
+    return value
+
+
 def source_ref(value: SourceLike) -> SourceRef:
     if isinstance(value, SourceRef):
         return value
-    return SourceRef(value["producer_id"], value["system"], value.get("subsystem"))
+    fields = _record_fields(value, "source", ("producer_id", "system"))
+    return SourceRef(fields["producer_id"], fields["system"], fields.get("subsystem"))
 
 
 def actor_ref(value: ActorLike) -> ActorRef:
     if isinstance(value, ActorRef):
         return value
-    return ActorRef(value["actor_type"], value["actor_id"])
+    fields = _record_fields(value, "actor", ("actor_type", "actor_id"))
+    return ActorRef(fields["actor_type"], fields["actor_id"])
 
 
 R = TypeVar("R")
@@ -127,7 +146,7 @@ class EventHelpers(Generic[R]):
     ) -> tuple[str, R]:
         """The TraceStarted append, and the new trace's id."""
         trace_id = trace_id or self.new_id()
-        entity = as_dict(primary_entity)
+        entity = _record_fields(as_dict(primary_entity), "primary_entity", ())
         payload: dict[str, Any] = {
             "workflow": workflow,
             "title": title,

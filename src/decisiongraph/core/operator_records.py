@@ -7,7 +7,23 @@ HTTP clients that return them, so every side hands out the same types.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
+
+from decisiongraph.core.errors import InvalidArgumentError
+
+#: A dead letter's life: ``open`` (holds its projection), ``retry`` (an
+#: operator asked for another try), ``resolved`` (applied after all) or
+#: ``skipped`` (passed over by an audited decision).
+DEAD_LETTER_STATUSES: Final = ("open", "retry", "resolved", "skipped")
+
+
+def check_dead_letter_status(status: str | None) -> None:
+    """An unknown status is a typo, not a filter that matches nothing."""
+    if status is not None and status not in DEAD_LETTER_STATUSES:
+        raise InvalidArgumentError(
+            f"Unknown dead-letter status {status!r}; valid: {', '.join(DEAD_LETTER_STATUSES)}",
+            details={"status": status, "valid": list(DEAD_LETTER_STATUSES)},
+        )
 
 
 @dataclass(frozen=True, slots=True)

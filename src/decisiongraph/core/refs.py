@@ -9,6 +9,32 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from decisiongraph.core.errors import InvalidArgumentError
+
+
+def _nested(
+    record: object, name: str, expected: type[Any], *, optional: bool = False
+) -> dict[str, Any] | None:
+    """A record field holding another record, serialized.
+
+    Records are plain data with no checks on construction; a wrong type
+    (``Change("p", Value(...), None)`` in the old argument order, say)
+    would otherwise surface as an ``AttributeError`` from deep inside a
+    helper, so it is refused here, naming the field, with the stable code.
+    """
+    value = getattr(record, name)
+    if value is None and optional:
+        return None
+    if not isinstance(value, expected):
+        owner = type(record).__name__
+        raise InvalidArgumentError(
+            f"{owner}.{name} must be a {expected.__name__}"
+            f"{' or None' if optional else ''}, not {type(value).__name__}",
+            details={"field": f"{owner}.{name}"},
+        )
+    serialized: dict[str, Any] = value.to_dict()
+    return serialized
+
 
 @dataclass(frozen=True, slots=True)
 class ActorRef:
@@ -55,7 +81,7 @@ class Fact:
     as_of: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"key": self.key, "value": self.value.to_dict(), "as_of": self.as_of}
+        return {"key": self.key, "value": _nested(self, "value", Value), "as_of": self.as_of}
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +108,7 @@ class EvidenceRef:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "source": self.source.to_dict(),
+            "source": _nested(self, "source", SourceObjectRef),
             "locator": self.locator,
             "excerpt_redacted": self.excerpt_redacted,
         }
@@ -109,15 +135,18 @@ class Violation:
 
 @dataclass(frozen=True, slots=True)
 class Change:
+    """Spec 2: ``Change(path, old_value, new_value)``, in that order and with
+    no defaults; ``old_value`` is None when the path had no value before."""
+
     path: str
+    old_value: Value | None
     new_value: Value
-    old_value: Value | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "path": self.path,
-            "old_value": None if self.old_value is None else self.old_value.to_dict(),
-            "new_value": self.new_value.to_dict(),
+            "old_value": _nested(self, "old_value", Value, optional=True),
+            "new_value": _nested(self, "new_value", Value),
         }
 
 

@@ -7,13 +7,40 @@ named tuples: cheap to build by the million and to fill from a DB row.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import Any, Final, NamedTuple
+
+from decisiongraph.core.errors import InvalidArgumentError
 
 CONTEXT_GRAPH: Final = "context_graph"
 TRACE_SUMMARY: Final = "trace_summary"
 PRECEDENT_INDEX: Final = "precedent_index"
 POLICY_EVAL_INDEX: Final = "policy_eval_index"
 PROJECTION_NAMES: Final = (CONTEXT_GRAPH, TRACE_SUMMARY, PRECEDENT_INDEX, POLICY_EVAL_INDEX)
+
+
+def check_projection_names(
+    names: Iterable[str], valid: Sequence[str] = PROJECTION_NAMES
+) -> tuple[str, ...]:
+    """The named projections in ``valid``'s order, or ``DG_ERR_INVALID_ARGUMENT``
+    listing the valid ones: an unknown name is a caller's typo, never a
+    projection that merely has nothing yet. (A remote client passes the
+    server's projections as ``valid``.)"""
+    wanted = (names,) if isinstance(names, str) else tuple(names)
+    unknown = [name for name in wanted if name not in valid]
+    if unknown or not wanted:
+        what = (
+            f"Unknown projection(s) {', '.join(map(repr, unknown))}"
+            if unknown
+            else "No projection named"
+        )
+        raise InvalidArgumentError(
+            f"{what}; valid: {', '.join(valid)}",
+            details={"unknown": unknown, "valid": list(valid)},
+        )
+    return tuple(name for name in valid if name in wanted)
+
+
 # The tables each projection owns (rows of every tenant, keyed by tenant_id).
 PROJECTION_TABLES: Final = {
     CONTEXT_GRAPH: ("dg_cg_edges", "dg_cg_nodes"),

@@ -11,8 +11,8 @@ from __future__ import annotations
 from decisiongraph.core.errors import InvalidArgumentError
 from decisiongraph.core.operator_records import DeadLetter
 from decisiongraph.projections.digests import Digests
-from decisiongraph.projections.rows import PROJECTION_NAMES
-from decisiongraph.runtime.rebuild import rebuild_online, replay_digests
+from decisiongraph.projections.rows import check_projection_names
+from decisiongraph.runtime.rebuild import check_replay_position, rebuild_online, replay_digests
 from decisiongraph.store.sql_base import SqlEventStore
 
 SKIP_CONFIRMATION = "skip"
@@ -64,10 +64,7 @@ def replay(
     """Digests of the projections as of ``to_log_seq`` (default: now), from a
     fresh replay beside the live tables (which it leaves alone); audited."""
     _require_reason(reason)
-    if to_log_seq is not None and (
-        isinstance(to_log_seq, bool) or not isinstance(to_log_seq, int) or to_log_seq < 0
-    ):
-        raise InvalidArgumentError("to_log_seq must be a log_seq >= 0")
+    check_replay_position(store, tenant_id, to_log_seq)  # refused calls are not audited
     store.record_audit(
         tenant_id,
         actor=actor,
@@ -90,10 +87,7 @@ def rebuild(
     """Rebuild one projection online (reads keep being served); ``confirm``
     must repeat the projection's name. Returns the cursor after the swap."""
     _require_reason(reason)
-    if projection not in PROJECTION_NAMES:
-        raise InvalidArgumentError(
-            f"Unknown projection '{projection}'", details={"known": list(PROJECTION_NAMES)}
-        )
+    check_projection_names([projection])
     if confirm != projection:
         raise InvalidArgumentError(
             "Rebuilding needs confirm set to the projection's name", details={"field": "confirm"}

@@ -12,10 +12,10 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from decisiongraph.core.errors import ConflictError
+from decisiongraph.core.errors import InvalidArgumentError
 from decisiongraph.projections.digests import Digests
 from decisiongraph.projections.rows import CONTEXT_GRAPH, PRECEDENT_INDEX, TRACE_SUMMARY
 from decisiongraph.store.postgres import PostgresEventStore, is_postgres_url
@@ -87,8 +87,34 @@ def _replica(store: SqlEventStore, tenant_id: str, until: int | None) -> Iterato
             replica.close()
 
 
+def check_replay_position(store: SqlEventStore, tenant_id: str, to_log_seq: int | None) -> None:
+    """A replay stops at a position the log has: 0 (nothing yet) to its head.
+
+    A position past the head is refused rather than read as the head: the
+    caller asked about a state the log has not been in.
+    """
+    if to_log_seq is None:
+        return
+    if isinstance(to_log_seq, bool) or not isinstance(to_log_seq, int) or to_log_seq < 0:
+        raise InvalidArgumentError(
+            f"to_log_seq must be a log_seq >= 0, not {to_log_seq!r}",
+            details={"field": "to_log_seq"},
+        )
+    head = store.get_last_log_seq(tenant_id)
+    if to_log_seq > head:
+        raise InvalidArgumentError(
+            f"to_log_seq {to_log_seq} is beyond the head of tenant {tenant_id}'s log ({head})",
+            details={"field": "to_log_seq", "head": head},
+        )
+
+
 def replay_digests(store: SqlEventStore, tenant_id: str, to_log_seq: int | None = None) -> Digests:
-    """Digests of the projections as they were at ``to_log_seq`` (default: now)."""
+    """Digests of the projections as they were at ``to_log_seq`` (default: now).
+
+    A pure replay of the log: operator skips are not applied (see
+    :func:`compare_with_rebuild` for the live projections' like).
+    """
+    check_replay_position(store, tenant_id, to_log_seq)
     with _replica(store, tenant_id, to_log_seq) as replica:
         replica.project_pending(tenant_id, batch_size=REPLICA_BATCH)
         return replica.digests(tenant_id)
@@ -101,26 +127,24 @@ class DigestComparison:
     live: Digests
     rebuilt: Digests
     positions: dict[str, int]
+    #: Events passed over by audited operator skips, per projection; the
+    #: rebuild passed over them too.
+    skipped: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
 
-def compare_with_rebuild(
-    store: SqlEventStore, tenant_id: str, attempts: int = 5
-) -> DigestComparison:
+def compare_with_rebuild(store: SqlEventStore, tenant_id: str) -> DigestComparison:
     """Live digests against a fresh rebuild at the same positions.
 
-    Each projection is rebuilt up to its own live cursor. Cursors are read
-    before and after the live digests; if a worker moved meanwhile, the
-    comparison is taken again.
+    The live cursors, digests and operator skips are read in one snapshot,
+    so workers and appends may go on meanwhile; each projection is then
+    rebuilt from the log up to its own cursor, skipping what the live one
+    was told to skip, and the two compared like with like.
     """
-    for _ in range(attempts):
-        before = store.projection_cursors(tenant_id)
-        live = store.digests(tenant_id)
-        if store.projection_cursors(tenant_id) == before:
-            break
-    else:
-        raise ConflictError("Projections kept moving; compare when appends pause")
-    with _replica(store, tenant_id, max(before.values(), default=0)) as replica:
-        for name, seq in before.items():
+    live = store.live_snapshot(tenant_id)
+    positions = live.cursors
+    with _replica(store, tenant_id, max(positions.values(), default=0)) as replica:
+        replica.copy_skips(live.skipped)
+        for name, seq in positions.items():
             replica.project_pending(
                 tenant_id, batch_size=REPLICA_BATCH, until_log_seq=seq, projections=[name]
             )
@@ -131,7 +155,12 @@ def compare_with_rebuild(
         (TRACE_SUMMARY, "trace_summary"),
         (PRECEDENT_INDEX, "precedent_index"),
     ):
-        if getattr(live, attribute) != getattr(rebuilt, attribute):
+        if getattr(live.digests, attribute) != getattr(rebuilt, attribute):
             first = name
             break
-    return DigestComparison(first is None, first, live, rebuilt, before)
+    skipped: dict[str, tuple[int, ...]] = {}
+    for letter in live.skipped:
+        if letter.log_seq <= positions.get(letter.projection_name, 0):
+            skipped.setdefault(letter.projection_name, ())
+            skipped[letter.projection_name] += (letter.log_seq,)
+    return DigestComparison(first is None, first, live.digests, rebuilt, positions, skipped)

@@ -165,9 +165,10 @@ class Supervisor:
                     with self._lock:
                         self._workers[(tenant_id, projection)] = worker
                 applied = worker.step()
-                if failures and store is not None and not worker.parked:
+                if failures and store is not None and not worker.parked and not worker.outage:
                     # Recovered: the crash is no longer news (a parked worker's
-                    # error is its dead letter's and stays).
+                    # error is its dead letter's and stays, a database outage's
+                    # stays until it is over).
                     store.set_projection_error(tenant_id, projection, None)
                 failures = 0
                 if applied:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from decisiongraph.projections.rows import PROJECTION_NAMES
+from decisiongraph.projections.rows import PROJECTION_NAMES, check_projection_names
 from decisiongraph.store.protocol import EventStore
 
 
@@ -18,11 +18,16 @@ def wait_for_position(
     projections: Sequence[str] = PROJECTION_NAMES,
     poll: float = 0.01,
 ) -> bool:
-    """True once every named projection has applied ``log_seq``; False on timeout."""
+    """True once every named projection has applied ``log_seq``; False on timeout.
+
+    An unknown projection name is refused at once (``DG_ERR_INVALID_ARGUMENT``)
+    rather than waited on.
+    """
+    names = check_projection_names(projections)
     deadline = time.monotonic() + timeout
     while True:
         cursors = store.projection_cursors(tenant_id)
-        if all(cursors[name] >= log_seq for name in projections):
+        if all(cursors[name] >= log_seq for name in names):
             return True
         remaining = deadline - time.monotonic()
         if remaining <= 0:

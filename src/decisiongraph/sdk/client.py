@@ -32,7 +32,7 @@ from decisiongraph.core.event_types import TRACE_STARTED
 from decisiongraph.core.helpers import ActorLike, EventHelpers, SourceLike
 from decisiongraph.core.operator_records import AuditEntry, DeadLetter
 from decisiongraph.projections.digests import Digests
-from decisiongraph.projections.rows import PROJECTION_NAMES
+from decisiongraph.projections.rows import PROJECTION_NAMES, check_projection_names
 from decisiongraph.query.graph import EdgePage, GraphEdgeCursor, GraphFilter, Subgraph
 from decisiongraph.query.health import ProjectionHealth
 from decisiongraph.query.precedents import PrecedentHit
@@ -494,9 +494,12 @@ class Client(EventHelpers[AppendResult]):
         """
         deadline = time.monotonic() + timeout
         pause = 0.005
+        names: tuple[str, ...] | None = None
         while True:
             statuses = self.projection_statuses()
-            if all(s.cursor >= log_seq for s in statuses if s.projection in projections):
+            if names is None:  # a typo is refused at once, as the server names them
+                names = check_projection_names(projections, [s.projection for s in statuses])
+            if all(s.cursor >= log_seq for s in statuses if s.projection in names):
                 return True
             if time.monotonic() >= deadline:
                 return False

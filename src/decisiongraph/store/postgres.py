@@ -31,7 +31,7 @@ from decisiongraph.core.hashing import GENESIS_CHAIN_HASH
 from decisiongraph.store.append_plan import IdemKey, Row, TraceHead
 from decisiongraph.store.columns import EVENT_COLUMNS
 from decisiongraph.store.migrations import migration_files
-from decisiongraph.store.sql_backend import EVENT_SELECT, event_from_row
+from decisiongraph.store.sql_backend import EVENT_SELECT, Streamer, event_from_row
 from decisiongraph.store.sql_base import SqlEventStore
 
 NOTIFY_CHANNEL = "dg_events"
@@ -123,6 +123,9 @@ class PostgresEventStore(SqlEventStore):
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+    def connection_lost(self) -> bool:
+        return self._conn.closed
 
     @contextmanager
     def _write(self) -> Iterator[psycopg.Cursor[Any]]:
@@ -291,6 +294,24 @@ class PostgresEventStore(SqlEventStore):
             cur.itersize = 5000
             cur.execute(sql, params)
             yield from cur
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[Streamer]:
+        # A private connection in one REPEATABLE READ transaction: every query
+        # sees the snapshot taken by the first, and the shared connection
+        # stays free meanwhile.
+        with psycopg.connect(self._url) as conn:
+            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            conn.read_only = True
+            with conn.transaction():
+
+                def stream(sql: str, params: Sequence[Any]) -> Iterator[Sequence[Any]]:
+                    with conn.cursor(name=f"dg_snapshot_{uuid.uuid4().hex}") as cur:
+                        cur.itersize = 5000
+                        cur.execute(sql, params)
+                        yield from cur
+
+                yield stream
 
     def _translate_error(self, exc: Exception) -> DecisionGraphError | None:
         return translate_pg_error(exc)

@@ -98,7 +98,17 @@ class EventStore(Protocol):
 
     def log_stats(self, tenant_id: str) -> LogStats: ...
 
-    def tenants(self) -> list[str]: ...
+    def tenants(self) -> list[str]:
+        """Tenants with a log head row (cheap: what the workers poll)."""
+        ...
+
+    def tenants_in_log(self) -> list[str]:
+        """Tenants with a head row or any logged event, distinct and sorted.
+
+        What ``verify`` checks: a tenant whose head row was deleted, or whose
+        rows were forged without one, is still found. Scans the log.
+        """
+        ...
 
     def verify_chain(self, tenant_id: str) -> ChainProblem | None: ...
 

@@ -28,6 +28,8 @@ from decisiongraph.store.columns import EVENT_COLUMNS
 from decisiongraph.store.recent_batches import RecentBatches
 
 Cursor = Any  # a DB-API cursor of the backend's driver
+#: Runs one query (placeholders already the backend's) and yields its rows.
+Streamer = Callable[[str, Sequence[Any]], Iterator[Sequence[Any]]]
 
 EVENT_SELECT = "SELECT " + ", ".join(EVENT_COLUMNS) + " FROM dg_event_log"
 NODE_COLS = "node_id, node_type, trace_id, log_seq, created_at"
@@ -267,6 +269,11 @@ class SqlBackend:
         """Yield rows of a long query without loading them all."""
         raise NotImplementedError
 
+    def _snapshot(self) -> AbstractContextManager[Streamer]:
+        """Queries that all see one committed state of the database, however
+        many commits happen meanwhile (rows streamed, memory bounded)."""
+        raise NotImplementedError
+
     def _translate_error(self, exc: Exception) -> DecisionGraphError | None:
         """Map a driver error to a domain error, or None if not a DB error."""
         raise NotImplementedError
@@ -327,6 +334,11 @@ class SqlBackend:
 
     def close(self) -> None:
         raise NotImplementedError
+
+    def connection_lost(self) -> bool:
+        """Whether this store's connection is gone for good (only a new store
+        helps); a backend whose connection cannot be lost says False."""
+        return False
 
     def _now(self) -> str:
         return format_timestamp(self._clock())

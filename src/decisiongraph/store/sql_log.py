@@ -357,6 +357,19 @@ class SqlLog(SqlBackend):
             rows = self._x(cur, "SELECT tenant_id FROM dg_log_head ORDER BY tenant_id").fetchall()
         return [row[0] for row in rows]
 
+    def tenants_in_log(self) -> list[str]:
+        # The head table alone cannot be trusted here: deleting a tenant's
+        # head row, or inserting rows for a tenant that never had one, would
+        # hide that tenant from ``verify``. Reads the log's tenant index
+        # whole, so it is for audits, not for the workers' polling.
+        with self._read() as cur:
+            rows = self._x(
+                cur,
+                "SELECT tenant_id FROM dg_log_head UNION "
+                "SELECT tenant_id FROM dg_event_log ORDER BY tenant_id",
+            ).fetchall()
+        return [row[0] for row in rows]
+
     def verify_chain(self, tenant_id: str) -> ChainProblem | None:
         with self._read() as cur:
             head_row = self._x(

@@ -18,6 +18,7 @@ from decisiongraph.store.sql_backend import (
     PRECEDENT_COLS,
     SUMMARY_COLS,
     SqlBackend,
+    Streamer,
     chunks,
 )
 from decisiongraph.store.tables import LIVE, TableSet
@@ -27,37 +28,53 @@ class SqlProjectionReads(SqlBackend):
     """Node, edge, summary and precedent reads, per tenant."""
 
     # -- projection reads --------------------------------------------------------
-    def _iter(self, sql: str, tenant_id: str, make: Callable[..., Any]) -> Iterator[Any]:
-        for row in self._stream(self._sql(sql), (tenant_id,)):
+    def _iter(
+        self, sql: str, tenant_id: str, make: Callable[..., Any], stream: Streamer | None = None
+    ) -> Iterator[Any]:
+        """Rows of ``sql`` made into records; ``stream`` reads them inside a
+        snapshot (see ``_snapshot``), by default each query reads afresh."""
+        for row in (stream or self._stream)(self._sql(sql), (tenant_id,)):
             yield make(*row)
 
-    def iter_nodes(self, tenant_id: str, t: TableSet = LIVE) -> Iterator[NodeRow]:
+    def iter_nodes(
+        self, tenant_id: str, t: TableSet = LIVE, stream: Streamer | None = None
+    ) -> Iterator[NodeRow]:
         return self._iter(
             f"SELECT {NODE_COLS} FROM {t.nodes} WHERE tenant_id = ? ORDER BY node_id",
             tenant_id,
             NodeRow,
+            stream,
         )
 
-    def iter_edges(self, tenant_id: str, t: TableSet = LIVE) -> Iterator[EdgeRow]:
+    def iter_edges(
+        self, tenant_id: str, t: TableSet = LIVE, stream: Streamer | None = None
+    ) -> Iterator[EdgeRow]:
         return self._iter(
             f"SELECT {EDGE_COLS} FROM {t.edges} WHERE tenant_id = ? ORDER BY edge_id",
             tenant_id,
             EdgeRow,
+            stream,
         )
 
-    def iter_summaries(self, tenant_id: str, t: TableSet = LIVE) -> Iterator[TraceSummaryRow]:
+    def iter_summaries(
+        self, tenant_id: str, t: TableSet = LIVE, stream: Streamer | None = None
+    ) -> Iterator[TraceSummaryRow]:
         return self._iter(
             f"SELECT {SUMMARY_COLS} FROM {t.summary} WHERE tenant_id = ? ORDER BY trace_id",
             tenant_id,
             TraceSummaryRow,
+            stream,
         )
 
-    def iter_precedents(self, tenant_id: str, t: TableSet = LIVE) -> Iterator[PrecedentRow]:
+    def iter_precedents(
+        self, tenant_id: str, t: TableSet = LIVE, stream: Streamer | None = None
+    ) -> Iterator[PrecedentRow]:
         return self._iter(
             f"SELECT {PRECEDENT_COLS} FROM {t.precedent} WHERE tenant_id = ? "
             "ORDER BY source_event_id",
             tenant_id,
             PrecedentRow,
+            stream,
         )
 
     def get_nodes(self, tenant_id: str, node_ids: Sequence[str]) -> list[NodeRow]:

@@ -26,6 +26,7 @@ from decisiongraph.projections.rows import (
     PROJECTION_NAMES,
     TRACE_SUMMARY,
     PrecedentRow,
+    check_projection_names,
 )
 from decisiongraph.store.append_plan import (
     TraceHead,
@@ -40,6 +41,7 @@ from decisiongraph.store.sql_backend import (
     SUMMARY_COLS,
     Cursor,
     ProjectionDeferred,
+    Streamer,
     chunks,
     next_window,
     replayed_from_row,
@@ -375,12 +377,7 @@ class SqlProjector(SqlProjectionReads):
     def _projection_names(projections: Sequence[str] | None) -> tuple[str, ...]:
         if projections is None:
             return PROJECTION_NAMES
-        unknown = [name for name in projections if name not in PROJECTION_NAMES]
-        if unknown or not projections:
-            raise InvalidArgumentError(
-                f"Unknown projection(s) {unknown}; known: {', '.join(PROJECTION_NAMES)}"
-            )
-        return tuple(name for name in PROJECTION_NAMES if name in projections)
+        return check_projection_names(projections)
 
     def _apply(
         self,
@@ -681,10 +678,16 @@ class SqlProjector(SqlProjectionReads):
                 (tenant_id, *names),
             )
 
-    def digests(self, tenant_id: str, t: TableSet = LIVE) -> Digests:
-        graph = context_graph_digest(self.iter_nodes(tenant_id, t), self.iter_edges(tenant_id, t))
+    def digests(
+        self, tenant_id: str, t: TableSet = LIVE, stream: Streamer | None = None
+    ) -> Digests:
+        """The tenant's digests; with ``stream`` (a snapshot's, see
+        ``_snapshot``) all four read one state, else each reads afresh."""
+        graph = context_graph_digest(
+            self.iter_nodes(tenant_id, t, stream), self.iter_edges(tenant_id, t, stream)
+        )
         return combine(
             graph,
-            array_digest(self.iter_summaries(tenant_id, t)),
-            array_digest(self.iter_precedents(tenant_id, t)),
+            array_digest(self.iter_summaries(tenant_id, t, stream)),
+            array_digest(self.iter_precedents(tenant_id, t, stream)),
         )

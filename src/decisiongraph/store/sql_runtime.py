@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from typing import Any
 
 from decisiongraph.core.errors import ConflictError, InvalidArgumentError, NotFoundError
-from decisiongraph.core.operator_records import AuditEntry, DeadLetter
+from decisiongraph.core.operator_records import AuditEntry, DeadLetter, check_dead_letter_status
 from decisiongraph.projections.digests import Digests
+from decisiongraph.projections.rows import PROJECTION_NAMES
 from decisiongraph.store.columns import EVENT_COLUMNS
 from decisiongraph.store.sql_backend import Cursor
 from decisiongraph.store.sql_projector import SqlProjector
@@ -36,6 +37,16 @@ class Lease:
     projection_name: str
     owner: str
     expires_in: float  # seconds left by the database's clock (negative: expired)
+
+
+@dataclass(frozen=True, slots=True)
+class LiveSnapshot:
+    """The live projections as of one committed state: what a comparison with
+    a rebuild must reproduce, and the operator skips they honoured."""
+
+    cursors: dict[str, int]
+    digests: Digests
+    skipped: tuple[DeadLetter, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +217,7 @@ class SqlRuntime(SqlProjector):
         status: str | None = None,
         log_seq: int | None = None,
     ) -> list[DeadLetter]:
+        check_dead_letter_status(status)
         clauses: list[str] = []
         params: list[Any] = []
         for column, value in (
@@ -223,6 +235,52 @@ class SqlRuntime(SqlProjector):
                 cur, f"SELECT {DEAD_LETTER_COLUMNS} FROM dg_dead_letter{where} ORDER BY id", params
             ).fetchall()
         return [DeadLetter(*row) for row in rows]
+
+    def copy_skips(self, letters: Sequence[DeadLetter]) -> None:
+        """Record another store's operator skips here, as they are.
+
+        A replica rebuilt for comparison must pass over the events the live
+        projections were told to skip, or it would differ from them forever.
+        """
+        if not letters:
+            return
+        columns = DEAD_LETTER_COLUMNS.removeprefix("id, ")
+        with self._write() as cur:
+            self._many(
+                cur,
+                f"INSERT INTO dg_dead_letter ({columns}) VALUES "
+                f"({', '.join('?' for _ in columns.split(', '))})",
+                [astuple(letter)[1:] for letter in letters if letter.status == "skipped"],
+            )
+
+    def live_snapshot(self, tenant_id: str) -> LiveSnapshot:
+        """Cursors, digests and skips of the live projections, all read in one
+        snapshot: workers may commit batches meanwhile, but what is returned
+        is one state they passed through (so a comparison works on a live
+        system, not only when appends pause)."""
+        with self._snapshot() as stream:
+            cursors = dict.fromkeys(PROJECTION_NAMES, 0)
+            for name, seq in stream(
+                self._sql(
+                    "SELECT projection_name, last_log_seq FROM dg_projection_cursor "
+                    "WHERE tenant_id = ?"
+                ),
+                (tenant_id,),
+            ):
+                if name in cursors:
+                    cursors[str(name)] = int(seq)
+            skipped = tuple(
+                DeadLetter(*row)
+                for row in stream(
+                    self._sql(
+                        f"SELECT {DEAD_LETTER_COLUMNS} FROM dg_dead_letter WHERE tenant_id = ? "
+                        "AND status = 'skipped' ORDER BY id"
+                    ),
+                    (tenant_id,),
+                )
+            )
+            digests = self.digests(tenant_id, LIVE, stream)
+        return LiveSnapshot(cursors, digests, skipped)
 
     def get_dead_letter(self, tenant_id: str, dead_letter_id: int) -> DeadLetter:
         with self._read() as cur:

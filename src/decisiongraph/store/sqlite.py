@@ -15,6 +15,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -34,7 +35,7 @@ from decisiongraph.store.append_plan import AppendPlan, Row, TraceHead
 from decisiongraph.store.columns import EVENT_COLUMNS
 from decisiongraph.store.group_commit import Arrival, Arrivals, QueuedAppend, take_group
 from decisiongraph.store.migrations import migration_files
-from decisiongraph.store.sql_backend import chunks
+from decisiongraph.store.sql_backend import Streamer, chunks
 from decisiongraph.store.sql_base import SqlEventStore
 from decisiongraph.store.sql_log import KeyTaken
 from decisiongraph.store.sqlite_readers import ReadConnections, WriterLock, open_read_only
@@ -84,12 +85,15 @@ class SQLiteEventStore(SqlEventStore):
         clock: Clock = system_clock,
         read_only: bool = False,
         scratch: bool = False,
+        busy_timeout: float = 30.0,
     ) -> None:
         """Open (creating and migrating) a database file, or ``:memory:``.
 
         ``scratch`` is for throwaway files (replay replicas): the rollback
         journal stays in memory and nothing is synced, since a crash only
-        loses a file nobody keeps.
+        loses a file nobody keeps. ``busy_timeout`` is how many seconds a
+        write waits for another process's write lock before it fails with
+        "database is locked" (a projection worker then retries later).
         """
         path = str(path)
         super().__init__(path, clock)
@@ -127,7 +131,7 @@ class SQLiteEventStore(SqlEventStore):
                     self._conn.execute("PRAGMA wal_autocheckpoint = 100000")
                 self._conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
                 self._conn.execute("PRAGMA temp_store = MEMORY")
-                self._conn.execute("PRAGMA busy_timeout = 30000")
+                self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
                 self._conn.execute("PRAGMA foreign_keys = ON")
                 self._migrate()
                 if self._wal:
@@ -492,6 +496,25 @@ class SQLiteEventStore(SqlEventStore):
         finally:
             cur.close()
 
+    @contextmanager
+    def _snapshot(self) -> Iterator[Streamer]:
+        """One read transaction: on a side connection for WAL files (writers
+        go on meanwhile); otherwise on the writing connection, held for the
+        duration (nobody else can write to a private database anyway)."""
+        if self._readers is not None and not self._lock.held_by_me():
+            with self._readers.cursor() as side:  # begun: one snapshot
+                yield partial(_stream_on, side.connection)
+            return
+        with self._lock:
+            began = not self._conn.in_transaction
+            if began:
+                self._conn.execute("BEGIN")
+            try:
+                yield partial(_stream_on, self._conn)
+            finally:
+                if began:
+                    self._conn.execute("ROLLBACK")  # read only: nothing to keep
+
     def _translate_error(self, exc: Exception) -> DecisionGraphError | None:
         return translate_sqlite_error(exc)
 
@@ -537,6 +560,19 @@ class SQLiteEventStore(SqlEventStore):
                     (last[1], last[-1], tenant_id),
                 )
         return count
+
+
+def _stream_on(
+    conn: sqlite3.Connection, sql: str, params: Sequence[Any]
+) -> Iterator[Sequence[Any]]:
+    """A query's rows a chunk at a time, on a cursor of its own."""
+    cur = conn.cursor()
+    try:
+        cur.execute(sql, params)
+        while rows := cur.fetchmany(2000):
+            yield from rows
+    finally:
+        cur.close()
 
 
 def _split_statements(sql: str) -> list[str]:
