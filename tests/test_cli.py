@@ -29,6 +29,7 @@ def replay_json(db: str, *extra: str) -> dict[str, str]:
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
     assert len(lines) == 1  # exactly one JSON object on stdout
+    assert done.stderr == ""  # no operator skip, so nothing to report
     parsed: dict[str, str] = json.loads(lines[0])
     return parsed
 

@@ -12,7 +12,7 @@ import os
 import stat
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TextIO
@@ -26,7 +26,7 @@ from decisiongraph.core.validation import check_tenant_id, validate_envelope
 from decisiongraph.projections.rows import check_projection_names
 from decisiongraph.runtime import operations
 from decisiongraph.runtime.health import projection_statuses
-from decisiongraph.runtime.rebuild import compare_with_rebuild, replay_digests
+from decisiongraph.runtime.rebuild import compare_with_rebuild, replay_log
 from decisiongraph.runtime.supervisor import SupervisorConfig, default_owner
 from decisiongraph.store.postgres import PostgresEventStore, is_postgres_url
 from decisiongraph.store.sql_base import SqlEventStore
@@ -284,21 +284,38 @@ def replay(
 ) -> None:
     """Rebuild the projections from the log on a private replica; print digests.
 
-    The database itself is only read.
+    The database itself is only read. Audited operator skips are honoured,
+    as the live projections honour them, and listed (on stderr with --json,
+    whose stdout stays one JSON object).
     """
     store = _open(db)
     try:
-        digests = replay_digests(store, tenant, to).as_dict()
+        replayed = replay_log(store, tenant, to)
     except DecisionGraphError as exc:
         _fail(f"Error replaying projections: {exc}")
     finally:
         store.close()
+    digests = replayed.digests.as_dict()
+    skips = _skips_line(replayed.skipped, "the replay")
     if as_json:
         typer.echo(json.dumps(digests))
+        if skips:
+            typer.echo(skips, err=True)
         return
     typer.echo("Projection digests after replay:")
     for name in sorted(digests):
         typer.echo(f"  {name}: {digests[name]}")
+    if skips:
+        typer.echo(skips)
+
+
+def _skips_line(skipped: Mapping[str, Sequence[int]], who: str) -> str | None:
+    """The audited skips a replay or rebuild honoured, as one line (None if
+    there were none): digests that leave events out must say so."""
+    if not skipped:
+        return None
+    listed = ", ".join(f"{name}@{seq}" for name, seqs in sorted(skipped.items()) for seq in seqs)
+    return f"operator skips in effect ({who} skipped them too): {listed}"
 
 
 @app.command("projection-status")
@@ -551,11 +568,9 @@ def compare(db: Db, tenant: Tenant = DEFAULT_TENANT) -> None:
     finally:
         store.close()
     typer.echo("match" if result.match else f"MISMATCH in {result.first_difference}")
-    if result.skipped:
-        skips = ", ".join(
-            f"{name}@{seq}" for name, seqs in sorted(result.skipped.items()) for seq in seqs
-        )
-        typer.echo(f"operator skips in effect (the rebuild skipped them too): {skips}")
+    skips = _skips_line(result.skipped, "the rebuild")
+    if skips:
+        typer.echo(skips)
     if not result.match:
         raise typer.Exit(3)
 

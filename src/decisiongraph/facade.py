@@ -337,14 +337,16 @@ class DecisionGraph(EventHelpers[StoredEvent]):
 
     def replay(self, reason: str, to_log_seq: int | None = None) -> Digests:
         """Digests as of ``to_log_seq`` (default: now) from a fresh replay beside
-        the live projections, which it leaves alone; audited."""
+        the live projections, which it leaves alone, honouring audited skips as
+        they do; audited. The skips themselves are listed by ``decisiongraph
+        replay`` and the API (``runtime.operations.replay`` returns them)."""
         return operations.replay(
             self._runtime_store(),
             self._tenant,
             actor=self._operator,
             reason=reason,
             to_log_seq=to_log_seq,
-        )
+        ).digests
 
     def rebuild_projection(self, projection: str, reason: str, confirm: str) -> int:
         """Rebuild one projection online (reads go on); ``confirm`` repeats its name."""

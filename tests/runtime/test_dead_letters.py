@@ -1,11 +1,12 @@
 """A poison event (its stored payload no longer matches its hash, or a bug in a
 fold raises for it): retried with backoff, dead-lettered after max_attempts,
 the projection stops there and skips nothing; an operator retries after a
-fix, or skips (audited), and a comparison with a rebuild honours the skip.
-Both backends."""
+fix, or skips (audited), and a comparison with a rebuild and a replay
+honour the skip. Both backends."""
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import time
@@ -25,9 +26,10 @@ from decisiongraph.projections.rows import (
     PROJECTION_NAMES,
     TRACE_SUMMARY,
 )
+from decisiongraph.runtime import operations
 from decisiongraph.runtime.backoff import Backoff
 from decisiongraph.runtime.health import projection_statuses
-from decisiongraph.runtime.rebuild import compare_with_rebuild, replay_digests
+from decisiongraph.runtime.rebuild import compare_with_rebuild, replay_digests, replay_log
 from decisiongraph.runtime.worker import ProjectionWorker
 from decisiongraph.store.postgres import is_postgres_url
 from decisiongraph.store.sql_base import SqlEventStore
@@ -314,7 +316,9 @@ def test_a_plain_exception_in_a_fold_is_dead_lettered_after_the_good_events(
     assert store.digests(T).trace_summary == replay_digests(store, T).trace_summary
 
 
-def test_compare_after_an_audited_skip_rebuilds_with_the_same_skip(poisoned: Poisoned) -> None:
+def skip_in_every_projection(poisoned: Poisoned) -> int:
+    """Dead-letter the tampered event in every projection, skip it there
+    (audited), and catch every projection up to the head, which is returned."""
     store, worker = poisoned.store, poisoned.worker()
     step_until(worker, lambda: worker.parked)
     (letter,) = store.dead_letters(T)
@@ -334,15 +338,16 @@ def test_compare_after_an_audited_skip_rebuilds_with_the_same_skip(poisoned: Poi
         )
         store.resolve_dead_letter(T, letter_for.id, action="skip", actor="ops", reason="same row")
     store.project_pending(T)
+    return head
+
+
+def test_compare_after_an_audited_skip_rebuilds_with_the_same_skip(poisoned: Poisoned) -> None:
+    store = poisoned.store
+    skip_in_every_projection(poisoned)
 
     comparison = compare_with_rebuild(store, T)
     assert comparison.match, comparison.first_difference
     assert comparison.skipped == {name: (POISON,) for name in PROJECTION_NAMES}
-    # A plain replay of the log cannot pass the tampered event: the rebuild
-    # compare made had to skip it as the live projections did.
-    with pytest.raises(DecisionGraphError) as caught:
-        replay_digests(store, T, head)
-    assert caught.value.code == "DG_ERR_CONFLICT"
 
     done = dg("compare", poisoned.url)
     assert done.returncode == 0, done.stderr
@@ -363,3 +368,55 @@ def test_compare_honours_a_skip_of_one_projection_only(poisoned: Poisoned) -> No
     assert comparison.match, comparison.first_difference
     assert comparison.positions[P] == head
     assert comparison.skipped == {P: (POISON,)}
+    # A replay runs every projection to one position: the skip is in effect
+    # for one of them only, and the others cannot pass the tampered event.
+    with pytest.raises(DecisionGraphError) as caught:
+        replay_log(store, T)
+    assert caught.value.code == "DG_ERR_CONFLICT"
+    assert replay_log(store, T, POISON - 1).skipped == {}
+
+
+SKIPS_LINE = "operator skips in effect (the replay skipped them too): " + ", ".join(
+    f"{name}@{POISON}" for name in sorted(PROJECTION_NAMES)
+)
+
+
+def test_replay_honours_the_audited_skips_in_effect(poisoned: Poisoned) -> None:
+    store = poisoned.store
+    before = replay_log(store, T, POISON - 1)
+    assert before.skipped == {} and before.to_log_seq == POISON - 1
+    # The tampered event stops a replay that has no skip to honour.
+    with pytest.raises(DecisionGraphError) as caught:
+        replay_log(store, T)
+    assert caught.value.code == "DG_ERR_CONFLICT"
+
+    head = skip_in_every_projection(poisoned)
+    at_head = replay_log(store, T)
+    assert at_head.digests == store.digests(T)  # equals the live projections
+    assert at_head.to_log_seq == head
+    assert at_head.skipped == {name: (POISON,) for name in PROJECTION_NAMES}
+    assert replay_digests(store, T) == at_head.digests
+    # Skips after the position are not in effect there; at the skipped event
+    # the replay passed over it, which writes nothing.
+    assert replay_log(store, T, POISON - 1) == before
+    at_poison = replay_log(store, T, POISON)
+    assert at_poison.digests == before.digests and at_poison.skipped == at_head.skipped
+
+    # The audited operator action (library and API) returns the skips too.
+    replayed = operations.replay(store, T, actor="ops", reason="audit")
+    assert replayed == at_head
+    assert store.audit_log(T)[0].action == "projection.replay"
+
+    done = dg("replay", poisoned.url, "--json")
+    assert done.returncode == 0, done.stderr
+    (line,) = done.stdout.splitlines()  # stdout: the one JSON object, nothing else
+    assert json.loads(line) == store.digests(T).as_dict()
+    assert done.stderr.strip() == SKIPS_LINE
+    human = dg("replay", poisoned.url)
+    assert human.returncode == 0, human.stderr
+    assert human.stdout.splitlines()[-1] == SKIPS_LINE
+    assert "full_projection: " + at_head.digests.full_projection in human.stdout
+    earlier = dg("replay", poisoned.url, "--json", "--to", str(POISON - 1))
+    assert earlier.returncode == 0, earlier.stderr
+    assert json.loads(earlier.stdout) == before.digests.as_dict()
+    assert earlier.stderr == ""  # no skip in effect there, none reported

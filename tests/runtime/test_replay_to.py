@@ -7,7 +7,7 @@ import pytest
 
 from decisiongraph.core.envelope import envelope_from_dict
 from decisiongraph.core.errors import DecisionGraphError
-from decisiongraph.runtime.rebuild import replay_digests
+from decisiongraph.runtime.rebuild import Replay, replay_digests, replay_log
 from tests.conftest import GOLDEN_SCENARIOS, load_golden
 from tests.runtime.support import T, open_sql, seeded
 
@@ -28,6 +28,8 @@ def test_replay_to_k_equals_a_fresh_store_holding_the_first_k_events(backend_url
     # start, is a state the log has never been in, refused (not the head's).
     full = replay_digests(store, T)
     assert full == replay_digests(store, T, to_log_seq=head)
+    # No operator skip: a plain replay of the log, and none reported.
+    assert replay_log(store, T) == Replay(full, head, {})
     assert full != replay_digests(store, T, to_log_seq=head - 1)
     for beyond in (head + 1, head + 100, -1, -5):
         with pytest.raises(DecisionGraphError) as caught:

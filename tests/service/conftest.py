@@ -8,12 +8,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import httpx
 import pytest
 
 from decisiongraph.runtime.process import open_runtime_store
+from decisiongraph.store.postgres import is_postgres_url
 from tests.conftest import GOLDEN_SCENARIOS
 from tests.runtime.support import ROOT
 
@@ -80,15 +82,18 @@ def start_server(db: str, *extra: str, env: dict[str, str] | None = None) -> Ser
     return Server(url, db, keys, process)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def server(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[Server]:
+@contextmanager
+def serving(db: str) -> Iterator[Server]:
+    """A server on ``db`` in its backend's usual shape, stopped afterwards.
+
+    SQLite is embedded (workers inside the API process); PostgreSQL has its
+    workers in a process of their own, as in production. For tests that
+    prepare the database before the server starts (``server`` starts on an
+    empty one).
+    """
     worker = None
-    if request.param == "sqlite":
-        db = str(tmp_path / "api.db")  # type: ignore[operator]
-        running = start_server(db)  # embedded: workers inside the API process
-    else:
-        db = request.getfixturevalue("pg_url")
-        running = start_server(db)  # production shape: workers in their own process
+    running = start_server(db)
+    if is_postgres_url(db):
         worker = subprocess.Popen(
             [sys.executable, "-m", "decisiongraph", "worker", db, "--poll-interval", "0.2"],
             cwd=ROOT,
@@ -102,3 +107,13 @@ def server(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[Server]
             if process is not None:
                 process.terminate()
                 process.wait(30)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def server(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[Server]:
+    if request.param == "sqlite":
+        db = str(tmp_path / "api.db")  # type: ignore[operator]
+    else:
+        db = request.getfixturevalue("pg_url")
+    with serving(db) as running:
+        yield running

@@ -11,9 +11,11 @@ from __future__ import annotations
 from decisiongraph.runtime.health import ProjectionStatus, projection_statuses
 from decisiongraph.runtime.rebuild import (
     DigestComparison,
+    Replay,
     compare_with_rebuild,
     rebuild_online,
     replay_digests,
+    replay_log,
 )
 from decisiongraph.runtime.supervisor import Supervisor, SupervisorConfig
 from decisiongraph.runtime.wait import wait_for_position
@@ -23,11 +25,13 @@ __all__ = [
     "DigestComparison",
     "ProjectionStatus",
     "ProjectionWorker",
+    "Replay",
     "Supervisor",
     "SupervisorConfig",
     "compare_with_rebuild",
     "projection_statuses",
     "rebuild_online",
     "replay_digests",
+    "replay_log",
     "wait_for_position",
 ]

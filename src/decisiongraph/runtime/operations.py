@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from decisiongraph.core.errors import InvalidArgumentError
 from decisiongraph.core.operator_records import DeadLetter
-from decisiongraph.projections.digests import Digests
 from decisiongraph.projections.rows import check_projection_names
-from decisiongraph.runtime.rebuild import check_replay_position, rebuild_online, replay_digests
+from decisiongraph.runtime.rebuild import Replay, check_replay_position, rebuild_online, replay_log
 from decisiongraph.store.sql_base import SqlEventStore
 
 SKIP_CONFIRMATION = "skip"
@@ -60,9 +59,13 @@ def replay(
     actor: str,
     reason: str,
     to_log_seq: int | None = None,
-) -> Digests:
+) -> Replay:
     """Digests of the projections as of ``to_log_seq`` (default: now), from a
-    fresh replay beside the live tables (which it leaves alone); audited."""
+    fresh replay beside the live tables (which it leaves alone); audited.
+
+    The replay honours the audited skips in effect, as the live projections
+    do, and returns them with the digests so the caller can show them.
+    """
     _require_reason(reason)
     check_replay_position(store, tenant_id, to_log_seq)  # refused calls are not audited
     store.record_audit(
@@ -72,7 +75,7 @@ def replay(
         target=f"log_seq<={to_log_seq}" if to_log_seq is not None else "head",
         reason=reason,
     )
-    return replay_digests(store, tenant_id, to_log_seq)
+    return replay_log(store, tenant_id, to_log_seq)
 
 
 def rebuild(

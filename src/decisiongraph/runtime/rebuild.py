@@ -3,21 +3,28 @@ live-versus-rebuilt comparison.
 
 Replays and comparisons run on a private SQLite replica in a temporary
 directory: the live store is only read, and memory stays bounded whatever
-the size of the log.
+the size of the log. Both honour operators' audited skips, through one
+path (:func:`_rebuild_on_replica`).
 """
 
 from __future__ import annotations
 
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from decisiongraph.core.errors import InvalidArgumentError
+from decisiongraph.core.operator_records import DeadLetter
 from decisiongraph.projections.digests import Digests
-from decisiongraph.projections.rows import CONTEXT_GRAPH, PRECEDENT_INDEX, TRACE_SUMMARY
+from decisiongraph.projections.rows import (
+    CONTEXT_GRAPH,
+    PRECEDENT_INDEX,
+    PROJECTION_NAMES,
+    TRACE_SUMMARY,
+)
 from decisiongraph.store.postgres import PostgresEventStore, is_postgres_url
 from decisiongraph.store.sql_base import SqlEventStore
 from decisiongraph.store.sql_runtime import REBUILD_CLAIM_TTL
@@ -108,16 +115,89 @@ def check_replay_position(store: SqlEventStore, tenant_id: str, to_log_seq: int 
         )
 
 
-def replay_digests(store: SqlEventStore, tenant_id: str, to_log_seq: int | None = None) -> Digests:
-    """Digests of the projections as they were at ``to_log_seq`` (default: now).
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """What a replay found, and the audited skips it honoured to find it.
 
-    A pure replay of the log: operator skips are not applied (see
-    :func:`compare_with_rebuild` for the live projections' like).
+    The skips travel with the digests because a replay that passed over an
+    event is not a plain replay of the log: whoever reads the digests should
+    see which events they leave out, and why they equal the live ones.
+    """
+
+    digests: Digests
+    #: The position replayed to (the head at the time when none was asked).
+    to_log_seq: int
+    #: Events passed over by audited operator skips, per projection (sorted).
+    skipped: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+
+def replay_log(store: SqlEventStore, tenant_id: str, to_log_seq: int | None = None) -> Replay:
+    """The projections as they were at ``to_log_seq`` (default: now).
+
+    Each projection passes over the events an operator told it to skip (an
+    audited ``dead-letters skip``), as the live one did, so a replay at the
+    head equals the live digests, and a skipped event that no projection can
+    apply (a tampered payload, the usual reason to skip) does not make every
+    replay fail. Skips of events after the position change nothing there.
+    Without skips this is a pure replay of the log.
     """
     check_replay_position(store, tenant_id, to_log_seq)
     with _replica(store, tenant_id, to_log_seq) as replica:
-        replica.project_pending(tenant_id, batch_size=REPLICA_BATCH)
-        return replica.digests(tenant_id)
+        # The rows loaded are the position (the log may grow meanwhile). Skips
+        # are read after them: a skip is final and only names a stored event,
+        # so every skip of a loaded event that exists by now is seen.
+        position = replica.get_last_log_seq(tenant_id)
+        digests, skipped = _rebuild_on_replica(
+            replica,
+            tenant_id,
+            dict.fromkeys(PROJECTION_NAMES, position),
+            store.dead_letters(tenant_id, status="skipped"),
+        )
+    return Replay(digests, position, skipped)
+
+
+def replay_digests(store: SqlEventStore, tenant_id: str, to_log_seq: int | None = None) -> Digests:
+    """Digests of the projections as they were at ``to_log_seq`` (default:
+    now), honouring audited skips: :func:`replay_log` without the skip list."""
+    return replay_log(store, tenant_id, to_log_seq).digests
+
+
+def _rebuild_on_replica(
+    replica: SQLiteEventStore,
+    tenant_id: str,
+    positions: Mapping[str, int],
+    letters: Iterable[DeadLetter],
+) -> tuple[Digests, dict[str, tuple[int, ...]]]:
+    """Project the replica's copy of the log, each projection up to its own
+    position, passing over the skips in effect there; returns the digests and
+    those skips per projection.
+
+    The one path replays and comparisons share, so that a replay at the head
+    and a comparison's rebuild treat an operator's skip alike. Only skips at
+    or before a projection's position are in effect: a later one names an
+    event that projection has not reached. Projections standing at the same
+    position share one pass over the log (the projector still applies skips
+    per projection).
+    """
+    in_effect = [
+        letter
+        for letter in letters
+        if letter.status == "skipped" and letter.log_seq <= positions.get(letter.projection_name, 0)
+    ]
+    replica.copy_skips(in_effect)
+    by_position: dict[int, list[str]] = {}
+    for name, seq in positions.items():
+        by_position.setdefault(seq, []).append(name)
+    for seq, names in sorted(by_position.items()):
+        replica.project_pending(
+            tenant_id, batch_size=REPLICA_BATCH, until_log_seq=seq, projections=names
+        )
+    skipped: dict[str, set[int]] = {}
+    for letter in in_effect:
+        skipped.setdefault(letter.projection_name, set()).add(letter.log_seq)
+    return replica.digests(tenant_id), {
+        name: tuple(sorted(seqs)) for name, seqs in sorted(skipped.items())
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,12 +223,7 @@ def compare_with_rebuild(store: SqlEventStore, tenant_id: str) -> DigestComparis
     live = store.live_snapshot(tenant_id)
     positions = live.cursors
     with _replica(store, tenant_id, max(positions.values(), default=0)) as replica:
-        replica.copy_skips(live.skipped)
-        for name, seq in positions.items():
-            replica.project_pending(
-                tenant_id, batch_size=REPLICA_BATCH, until_log_seq=seq, projections=[name]
-            )
-        rebuilt = replica.digests(tenant_id)
+        rebuilt, skipped = _rebuild_on_replica(replica, tenant_id, positions, live.skipped)
     first = None
     for name, attribute in (
         (CONTEXT_GRAPH, "context_graph"),
@@ -158,9 +233,4 @@ def compare_with_rebuild(store: SqlEventStore, tenant_id: str) -> DigestComparis
         if getattr(live.digests, attribute) != getattr(rebuilt, attribute):
             first = name
             break
-    skipped: dict[str, tuple[int, ...]] = {}
-    for letter in live.skipped:
-        if letter.log_seq <= positions.get(letter.projection_name, 0):
-            skipped.setdefault(letter.projection_name, ())
-            skipped[letter.projection_name] += (letter.log_seq,)
     return DigestComparison(first is None, first, live.digests, rebuilt, positions, skipped)

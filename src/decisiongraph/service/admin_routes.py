@@ -102,14 +102,20 @@ def register(app: FastAPI, call: Caller) -> None:
 
     @app.post("/api/v1/admin/replay", response_model=m.ReplayResponse, openapi_extra=needs("admin"))
     async def replay(request: Request, body: m.ReplayIn) -> m.ReplayResponse:
-        digests = await call(
+        replayed = await call(
             request,
             lambda store, tenant: operations.replay(
                 store, tenant, actor=actor(request), reason=body.reason, to_log_seq=body.to_log_seq
             ),
         )
         return m.ReplayResponse(
-            to_log_seq=body.to_log_seq, digests=m.DigestsOut(**digests.as_dict())
+            to_log_seq=body.to_log_seq,
+            digests=m.DigestsOut(**replayed.digests.as_dict()),
+            skipped=[
+                m.SkippedEventOut(projection=name, log_seq=seq)
+                for name, seqs in replayed.skipped.items()
+                for seq in seqs
+            ],
         )
 
     @app.post(

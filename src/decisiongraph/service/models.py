@@ -291,9 +291,25 @@ class RebuildIn(ReasonIn):
     confirm: Text = Field(description="Type the projection's name to confirm")
 
 
+class SkippedEventOut(BaseModel):
+    """An event a projection passed over by an operator's audited skip."""
+
+    projection: str
+    log_seq: int
+
+
 class ReplayResponse(BaseModel):
     to_log_seq: int | None
     digests: DigestsOut
+    skipped: list[SkippedEventOut] = Field(
+        default_factory=list,
+        description=(
+            "Events the replay passed over because an operator skipped them for "
+            "that projection (an audited dead-letter skip at or before the replay "
+            "position), as the live projections did; sorted by projection, then "
+            "log_seq. Empty when none: the digests are then a plain replay of the log."
+        ),
+    )
 
 
 class RebuildResponse(BaseModel):
