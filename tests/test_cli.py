@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import getpass
 import json
+import os
+import re
+import socket
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 import pytest
 
 from tests.conftest import GOLDEN_DIR, GOLDEN_SCENARIOS, load_golden
@@ -101,7 +109,7 @@ def test_verify_catches_an_edited_row(tmp_path: Path) -> None:
         conn.execute("DROP TRIGGER dg_event_log_no_update")
         conn.execute("UPDATE dg_event_log SET occurred_at = 'x' WHERE log_seq = 5")
     bad = dg("verify", db)
-    assert bad.returncode == 2
+    assert bad.returncode == 3  # integrity, not usage (2)
     assert "TAMPERED at log_seq 5" in bad.stdout
 
 
@@ -124,9 +132,13 @@ def test_dump_trace_and_missing_database(tmp_path: Path) -> None:
     assert [row["trace_seq"] for row in dumped] == list(range(len(events)))
     assert dumped[0]["payload"] == events[0]["payload"]
     unknown = dg("dump-trace", db, "no-such-trace")
-    assert unknown.returncode == 1 and "Error getting trace events" in unknown.stderr
+    assert unknown.returncode == 1
+    assert unknown.stderr.startswith(
+        "Error getting trace events: DG_ERR_NOT_FOUND: trace 'no-such-trace'"
+    )
     missing = dg("replay", str(tmp_path / "nope.db"))
-    assert missing.returncode == 1 and "not found" in missing.stderr
+    assert missing.returncode == 1
+    assert missing.stderr == f"Error: Database file '{tmp_path / 'nope.db'}' not found\n"
     assert not (tmp_path / "nope.db").exists()
 
 
@@ -156,8 +168,8 @@ def test_runtime_commands(tmp_path: Path) -> None:
     assert table.returncode == 0
     assert "context_graph" in table.stdout and "healthy" in table.stdout
     assert dg("compare", db).stdout.strip() == "match"
-    refused = dg("rebuild", db, "--projection", "context_graph")
-    assert refused.returncode == 1 and "--reason" in refused.stderr
+    refused = dg("rebuild", db, "--projection", "context_graph")  # --reason is required
+    assert refused.returncode == 2 and "Missing option '--reason'" in refused.stderr
     rebuilt = dg("rebuild", db, "--projection", "context_graph", "--reason", "drill")
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert dg("compare", db).stdout.strip() == "match"
@@ -225,10 +237,10 @@ def test_verify_reports_a_tenant_whose_head_rows_were_deleted(backend_url: str) 
     finally:
         raw.close()
     done = dg("verify", backend_url)
-    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.returncode == 3, done.stdout + done.stderr
     assert f"tenant default: TAMPERED at log_seq {n}: log head record is missing" in done.stdout
     named = dg("verify", backend_url, "--tenant", "default")
-    assert named.returncode == 2 and f"TAMPERED at log_seq {n}" in named.stdout
+    assert named.returncode == 3 and f"TAMPERED at log_seq {n}" in named.stdout
 
 
 def test_verify_reports_rows_forged_for_a_new_tenant(backend_url: str) -> None:
@@ -244,7 +256,7 @@ def test_verify_reports_rows_forged_for_a_new_tenant(backend_url: str) -> None:
     finally:
         raw.close()
     done = dg("verify", backend_url)
-    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.returncode == 3, done.stdout + done.stderr
     assert "tenant default: OK, 8 events" in done.stdout
     assert "tenant intruder: TAMPERED at log_seq 1: chain hash mismatch" in done.stdout
 
@@ -297,7 +309,7 @@ def test_import_reports_every_bad_event_with_position_and_code(tmp_path: Path) -
             6: "DG_ERR_INVALID_ARGUMENT",
         }
         for index, code in codes.items():
-            assert f"Error: {label} {index + offset}: {code}: " in done.stderr, done.stderr
+            assert f"Error: {code}: {label} {index + offset}: " in done.stderr, done.stderr
         assert f"4 invalid event(s) in '{source}'; nothing was imported" in done.stderr
     assert not Path(db).exists()  # nothing stored, not even an empty database
 
@@ -308,7 +320,7 @@ def test_import_names_the_file_position_of_a_sequencing_error(tmp_path: Path) ->
     lines_file.write_text("\n\n".join(json.dumps(e) for e in events[:3] + events[4:]))
     done = dg("import", str(tmp_path / "gap.db"), str(lines_file))
     assert done.returncode == 1
-    assert "Error: line 7: DG_ERR_EVENT_SEQUENCE_INVALID: Expected trace_seq 3" in done.stderr
+    assert "Error: DG_ERR_EVENT_SEQUENCE_INVALID: line 7: Expected trace_seq 3" in done.stderr
 
 
 def test_a_syntax_error_in_a_pretty_printed_file_is_one_error(tmp_path: Path) -> None:
@@ -353,7 +365,9 @@ def test_export_to_an_unwritable_path_is_a_clean_error(tmp_path: Path) -> None:
         done = dg("export", db, str(target))
         assert done.returncode == 1
         assert "Traceback" not in done.stderr
-        assert done.stderr.startswith(f"Error: cannot write '{target}': "), done.stderr
+        assert done.stderr.startswith(
+            f"Error: DG_ERR_INVALID_ARGUMENT: cannot write '{target}': "
+        ), done.stderr
     out = tmp_path / "out.jsonl"
     out.write_text("previous export\n")
     out.chmod(0o640)
@@ -466,3 +480,286 @@ def test_a_multi_line_last_error_is_one_line_in_the_status_table(tmp_path: Path)
     status = json.loads(dg("projection-status", db, "--json").stdout)
     (summary,) = [p for p in status["projections"] if p["projection"] == "trace_summary"]
     assert summary["last_error"] == error  # machines get it whole
+
+
+# -- tenants: a typo never reads as an answer ------------------------------------
+def _tenant_commands(db: str, out: Path) -> dict[str, list[str]]:
+    """Every command that reads one tenant, with the arguments it needs."""
+    return {
+        "replay": ["replay", db],
+        "compare": ["compare", db],
+        "projection-status": ["projection-status", db, "--json"],
+        "export": ["export", db, str(out)],
+        "dump-trace": ["dump-trace", db, "some-trace"],
+        "verify": ["verify", db],
+        "rebuild": ["rebuild", db, "--projection", "context_graph", "--reason", "x"],
+        "dead-letters list": ["dead-letters", "list", db],
+        "dead-letters retry": ["dead-letters", "retry", db, "1", "--reason", "x"],
+        "dead-letters skip": [
+            "dead-letters",
+            "skip",
+            db,
+            "1",
+            "--reason",
+            "x",
+            "--confirm",
+            "skip",
+        ],
+    }
+
+
+def test_every_command_refuses_an_unknown_or_empty_tenant(backend_url: str, tmp_path: Path) -> None:
+    _imported(backend_url)
+    out = tmp_path / "export.jsonl"
+    for name, args in _tenant_commands(backend_url, out).items():
+        ghost = dg(*args, "--tenant", "ghost")
+        assert ghost.returncode == 1, (name, ghost.stdout, ghost.stderr)
+        assert ghost.stdout == "", name  # no "match", no digests, no table
+        assert ghost.stderr.startswith("Error: DG_ERR_NOT_FOUND: tenant 'ghost' has no events"), (
+            name,
+            ghost.stderr,
+        )
+        empty = dg(*args, "--tenant", "")
+        assert empty.returncode == 1 and empty.stdout == "", name
+        assert empty.stderr.startswith("Error: DG_ERR_INVALID_ARGUMENT: tenant_id"), name
+    assert not out.exists()  # export wrote no empty file
+    # Commands that create a tenant still refuse a name that is not one.
+    for args in (
+        ["import", backend_url, str(GOLDEN_DIR / "support" / "events.json")],
+        ["seed", backend_url, "--traces", "1"],
+        ["worker", backend_url],
+        ["accounts", "create", backend_url, "--name", "a", "--scope", "events:read"],
+    ):
+        done = dg(*args, "--tenant", " ")
+        assert done.returncode == 1, (args, done.stderr)
+        assert done.stderr.startswith("Error: DG_ERR_INVALID_ARGUMENT: tenant_id"), args
+    # The real tenant is unaffected.
+    assert dg("compare", backend_url, "--tenant", "default").stdout.strip() == "match"
+
+
+def test_exit_codes_tell_usage_errors_from_integrity_problems(tmp_path: Path) -> None:
+    db = str(tmp_path / "codes.db")
+    _imported(db)
+    typo = dg("verify", db, "--tnant", "default")
+    assert typo.returncode == 2 and typo.stdout == ""
+    assert typo.stderr.splitlines()[-1].startswith(
+        "Error: DG_ERR_INVALID_ARGUMENT: No such option: --tnant"
+    )
+    assert "Usage: decisiongraph verify [OPTIONS] DB" in typo.stderr
+    missing = dg("replay")
+    assert missing.returncode == 2
+    assert (
+        missing.stderr.splitlines()[-1] == "Error: DG_ERR_INVALID_ARGUMENT: Missing argument 'DB'."
+    )
+    assert dg("dead-letters").returncode == 2  # a group without its sub-command
+    raw = RawDatabase(db)
+    try:
+        raw.drop_append_only_guards()
+        raw.execute("UPDATE dg_event_log SET occurred_at = 'x' WHERE log_seq = 2")
+    finally:
+        raw.close()
+    tampered = dg("verify", db)
+    assert tampered.returncode == 3 and "TAMPERED at log_seq 2" in tampered.stdout
+
+
+ERROR_LINE = re.compile(r"^Error: DG_ERR_[A-Z_]+: \S")
+# The three errors whose wording spec 12 fixes (codes follow where it allows).
+SPEC_LINE = re.compile(
+    r"^(Error: Database file '.+' not found|Error: '.+' is not a file"
+    r"|Error (replaying projections|getting trace events): DG_ERR_[A-Z_]+: \S.*)$"
+)
+
+
+def test_every_error_is_one_line_with_a_code(tmp_path: Path) -> None:
+    db = str(tmp_path / "errors.db")
+    _imported(db)
+    bad_file = tmp_path / "bad.jsonl"
+    bad_file.write_text('{"not": "an event"}\n{oops\n')
+    (tmp_path / "dir.db").mkdir()
+    failures = {
+        "missing database": ["replay", str(tmp_path / "nope.db")],
+        "not a file": ["replay", str(tmp_path / "dir.db")],
+        "missing directory": ["import", str(tmp_path / "no" / "x.db"), str(bad_file)],
+        "unknown trace": ["dump-trace", db, "nope"],
+        "bad events": ["import", db, str(bad_file)],
+        "unreadable file": ["import", db, str(tmp_path / "none.json")],
+        "export to a directory": ["export", db, str(tmp_path)],
+        "bad position": ["replay", db, "--to", "99"],
+        "blank reason": ["rebuild", db, "--projection", "context_graph", "--reason", " "],
+        "unknown letter": ["dead-letters", "retry", db, "7", "--reason", "x"],
+        "unconfirmed skip": ["dead-letters", "skip", db, "7", "--reason", "x"],
+        "unknown key": ["accounts", "rotate", db, "nobody"],
+        "missing worker database": ["worker", str(tmp_path / "nope.db")],
+    }
+    for name, args in failures.items():
+        done = dg(*args)
+        assert done.returncode == 1, (name, done.stderr)
+        assert done.stderr, name
+        for line in done.stderr.splitlines():
+            assert ERROR_LINE.match(line) or SPEC_LINE.match(line), (name, line)
+        assert "Traceback" not in done.stderr, name
+    missing = dg("replay", str(tmp_path / "nope.db")).stderr
+    assert missing == f"Error: Database file '{tmp_path / 'nope.db'}' not found\n"
+    assert not (tmp_path / "nope.db").exists()
+
+
+def _help(*command: str) -> str:
+    done = dg(*command, "--help")
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_help_screens_read_cleanly() -> None:
+    commands: list[tuple[str, ...]] = [
+        (),
+        ("import",),
+        ("export",),
+        ("replay",),
+        ("projection-status",),
+        ("dump-trace",),
+        ("verify",),
+        ("seed",),
+        ("worker",),
+        ("rebuild",),
+        ("compare",),
+        ("serve",),
+        ("dead-letters",),
+        ("dead-letters", "list"),
+        ("dead-letters", "retry"),
+        ("dead-letters", "skip"),
+        ("accounts",),
+        ("accounts", "create"),
+        ("accounts", "list"),
+        ("accounts", "rotate"),
+        ("accounts", "revoke"),
+    ]
+    for command in commands:
+        text = _help(*command)
+        for leftover in ("<str>", "<bool>", "<int>", "<list", "{db}", "{DB}", "<float>"):
+            assert leftover not in text, (command, leftover, text)
+    rebuild = _help("rebuild")
+    assert "Usage: decisiongraph rebuild [OPTIONS] DB" in rebuild
+    (reason,) = [line for line in rebuild.splitlines() if "--reason" in line]
+    assert "--reason TEXT" in reason and "[required]" in reason
+    assert re.search(r"--json\s+One JSON", _help("replay"))  # a flag has no value placeholder
+    assert "Exit codes: 0 ok, 1 error, 2 usage error, 3 integrity problem" in _help()
+    serve = _help("serve")
+    assert "env var: DG_DB" in serve
+    for name in (
+        "DG_DB",
+        "DG_REDIS_URL",
+        "DG_RATE_WRITE",
+        "DG_RATE_READ",
+        "DG_RATE_ADMIN",
+        "DG_MAX_BODY_BYTES",
+        "DG_STORE_POOL",
+        "DG_STREAM_HEARTBEAT",
+        "DG_NOTIFY",
+    ):
+        assert re.search(rf"^\s+{name}\s", serve, flags=re.M), name
+
+
+def test_operator_actions_are_audited_as_the_os_user_at_the_host(tmp_path: Path) -> None:
+    db = str(tmp_path / "actor.db")
+    _imported(db)
+    assert dg("rebuild", db, "--projection", "trace_summary", "--reason", "drill").returncode == 0
+    named = dg(
+        "rebuild", db, "--projection", "trace_summary", "--reason", "again", "--actor", "alice"
+    )
+    assert named.returncode == 0, named.stderr
+    with sqlite3.connect(db) as conn:
+        actors = [row[0] for row in conn.execute("SELECT actor FROM dg_audit_log ORDER BY id")]
+    assert actors[0] == f"cli:{getpass.getuser()}@{socket.gethostname()}"
+    assert actors[-1] == "alice"
+
+
+# -- serve ----------------------------------------------------------------------------
+@contextmanager
+def _serving(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """``serve --port 0`` (any free port); yields its startup line once printed."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "decisiongraph", "serve", "--port", "0", *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()  # blocks until listening (or exit: "")
+        assert line, "serve printed no startup line"
+        yield line.rstrip("\n"), process
+    finally:
+        process.terminate()
+        process.wait(30)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def _url(line: str) -> str:
+    match = re.search(r"listening on (http://\S+?);", line)
+    assert match, line
+    return match.group(1)
+
+
+def test_serve_says_where_it_listens_and_honours_dg_db(tmp_path: Path) -> None:
+    db = tmp_path / "from-env.db"
+    with _serving(env={"DG_DB": str(db)}, cwd=tmp_path) as (line, _):
+        assert line.startswith("DecisionGraph API listening on http://127.0.0.1:")
+        assert f"SQLite {db} (created new database)" in line
+        assert "projection workers in-process" in line
+        assert httpx.get(f"{_url(line)}/healthz", timeout=10).status_code == 200
+    assert db.exists() and not (tmp_path / "decisiongraph.db").exists()
+    with _serving("--db", str(db), "--no-workers") as (line, _):
+        assert f"SQLite {db};" in line and "created" not in line
+        assert "not in this process" in line
+
+
+def test_serve_on_postgresql_names_no_credentials(pg_url: str) -> None:
+    parts = urlsplit(pg_url)
+    password = parts.password or "s3cret"  # trust authentication ignores it
+    port = f":{parts.port}" if parts.port else ""
+    netloc = f"{parts.username or 'postgres'}:{password}@{parts.hostname}{port}"
+    with _serving("--db", urlunsplit(parts._replace(netloc=netloc))) as (line, _):
+        assert "PostgreSQL " in line and "not in this process" in line
+        assert httpx.get(f"{_url(line)}/healthz", timeout=10).status_code == 200
+    assert password not in line
+
+
+def test_serve_refuses_bad_settings_and_a_busy_port_cleanly(tmp_path: Path) -> None:
+    db = tmp_path / "never.db"
+    cases = {
+        "DG_MAX_BODY_BYTES": (
+            "1e6",
+            "DG_MAX_BODY_BYTES must be an integer number of bytes, not '1e6'",
+        ),
+        "DG_RATE_READ": ("abc", "DG_RATE_READ must be a number of requests/s"),
+        "DG_STORE_POOL": ("0", "DG_STORE_POOL must be at least 1 connections"),
+        "DG_STREAM_HEARTBEAT": ("nan", "DG_STREAM_HEARTBEAT must be a number of seconds"),
+    }
+    for name, (value, message) in cases.items():
+        done = subprocess.run(
+            [sys.executable, "-m", "decisiongraph", "serve", "--db", str(db), "--port", "0"],
+            env={**os.environ, name: value},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 1, (name, done.stderr)
+        assert done.stdout == ""
+        assert done.stderr.startswith(f"Error: DG_ERR_INVALID_ARGUMENT: {message}"), done.stderr
+        assert len(done.stderr.splitlines()) == 1, done.stderr  # no traceback
+    assert not db.exists()  # refused before anything was created
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = dg("serve", "--db", str(db), "--port", str(port))
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr == (
+        f"Error: DG_ERR_INVALID_ARGUMENT: port {port} on 127.0.0.1 is already in use; "
+        "choose another with --port\n"
+    )

@@ -1,41 +1,126 @@
 """The ``decisiongraph`` command.
 
-DB is a SQLite path or a ``postgresql://`` URL everywhere. Domain errors are
-printed as ``Error: <CODE>: <message>`` and exit 1; output on unchanged data
-is byte-stable, so scripts can diff it.
+DB is a SQLite path or a ``postgresql://`` URL everywhere. Every error is one
+line ``Error: <CODE>: <message>`` on stderr; output on unchanged data is
+byte-stable, so scripts can diff it.
+
+Exit codes tell a script what happened without parsing text: 0 success, 1 an
+error (the command could not do its job), 2 a usage error (an unknown
+option, a missing argument), 3 an integrity finding (``verify`` found
+tampering, ``compare`` a mismatch). A tampered log must never share its code
+with a typo'd option.
 """
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
+import socket
 import stat
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TextIO
 
 import typer
 
+# typer carries its own copy of click; its commands, parameters and usage
+# errors are that copy's classes, not the click package's.
+from typer._click.core import Context, Parameter
+from typer._click.exceptions import NoArgsIsHelpError, UsageError
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
+from typer.models import CommandFunctionType
+
 from decisiongraph.core.envelope import DEFAULT_TENANT, EventEnvelope, envelope_from_dict
-from decisiongraph.core.errors import DecisionGraphError
+from decisiongraph.core.errors import INVALID_ARGUMENT, NOT_FOUND, DecisionGraphError
 from decisiongraph.core.operator_records import check_dead_letter_status
 from decisiongraph.core.validation import check_tenant_id, validate_envelope
 from decisiongraph.projections.rows import check_projection_names
 from decisiongraph.runtime import operations
 from decisiongraph.runtime.health import projection_statuses
 from decisiongraph.runtime.rebuild import compare_with_rebuild, replay_log
-from decisiongraph.runtime.supervisor import SupervisorConfig, default_owner
+from decisiongraph.runtime.supervisor import SupervisorConfig
 from decisiongraph.store.postgres import PostgresEventStore, is_postgres_url
 from decisiongraph.store.sql_base import SqlEventStore
 from decisiongraph.store.sqlite import SQLiteEventStore
 
-app = typer.Typer(
-    help="DecisionGraph: an append-only, tamper-evident log of decisions.",
+EXIT_ERROR = 1
+#: click's own code for usage errors, kept so that shells and CI read it alike.
+EXIT_USAGE = 2
+#: ``verify`` found tampering, ``compare`` a mismatch: the data is wrong, not the call.
+EXIT_INTEGRITY = 3
+
+
+class _PlainArgument(TyperArgument):
+    """An argument shown as ``DB`` in help and usage: typer's defaults
+    (``{db}`` in usage, ``<str>`` beside it) read like template leftovers."""
+
+    def _usage_display_name(self) -> str:
+        name = (self.metavar or self.name or "").upper()
+        return name if self.required else f"[{name}]"
+
+    def _rich_display_name(self) -> str:
+        return (self.metavar or self.name or "").upper()
+
+    def display_type_rich(self, ctx: Context) -> str | None:
+        return None
+
+
+class _PlainOption(TyperOption):
+    """An option shown as ``--tenant TENANT``, a flag as bare ``--json``
+    (typer would add ``<str>``, ``<bool>`` or ``<list[str]>``)."""
+
+    def display_type_rich(self, ctx: Context) -> str | None:
+        if self.is_flag or self.count:
+            return None
+        return self.metavar or (self.name or "value").upper()
+
+
+def _plain(params: list[Parameter]) -> list[Parameter]:
+    """Give typer's parameters the plain help display (the parameter
+    classes are typer's to choose, the display is ours)."""
+    for param in params:
+        if type(param) is TyperArgument:
+            param.__class__ = _PlainArgument
+        elif type(param) is TyperOption:
+            param.__class__ = _PlainOption
+    return params
+
+
+class _PlainCommand(TyperCommand):
+    def get_params(self, ctx: Context) -> list[Parameter]:
+        return _plain(super().get_params(ctx))
+
+
+class _PlainGroup(TyperGroup):
+    def get_params(self, ctx: Context) -> list[Parameter]:
+        return _plain(super().get_params(ctx))
+
+
+class _App(typer.Typer):
+    """Every command gets the plain help: one place instead of a ``cls=`` per command."""
+
+    def command(  # same call as typer's, with one keyword defaulted
+        self, name: str | None = None, **kwargs: Any
+    ) -> Callable[[CommandFunctionType], CommandFunctionType]:
+        kwargs.setdefault("cls", _PlainCommand)
+        return super().command(name, **kwargs)
+
+
+def _app(help_text: str, **extra: Any) -> _App:
+    return _App(
+        help=help_text, cls=_PlainGroup, add_completion=False, rich_markup_mode=None, **extra
+    )
+
+
+app = _app(
+    "DecisionGraph: an append-only, tamper-evident log of decisions.\n\n"
+    "Exit codes: 0 ok, 1 error, 2 usage error, 3 integrity problem "
+    "(verify found tampering, compare a mismatch).",
     invoke_without_command=True,
-    add_completion=False,
 )
 
 
@@ -48,19 +133,80 @@ def _no_command(ctx: typer.Context) -> None:
         raise typer.Exit(1)
 
 
-dead_letters_app = typer.Typer(help="Events a projection could not apply.", no_args_is_help=True)
+dead_letters_app = _app("Events a projection could not apply.", no_args_is_help=True)
 app.add_typer(dead_letters_app, name="dead-letters")
-accounts_app = typer.Typer(help="Service accounts and their API keys.", no_args_is_help=True)
+accounts_app = _app("Service accounts and their API keys.", no_args_is_help=True)
 app.add_typer(accounts_app, name="accounts")
 
-Db = Annotated[str, typer.Argument(help="SQLite file path or postgresql:// URL")]
-Tenant = Annotated[str, typer.Option("--tenant", help="Tenant id")]
+Db = Annotated[str, typer.Argument(metavar="DB", help="SQLite file path or postgresql:// URL")]
+Tenant = Annotated[
+    str, typer.Option("--tenant", metavar="TENANT", help="Tenant id (must have events)")
+]
+NewTenant = Annotated[str, typer.Option("--tenant", metavar="TENANT", help="Tenant id")]
 IMPORT_CHUNK = 1000
 
 
-def _fail(message: str, code: int = 1) -> NoReturn:
-    typer.echo(message, err=True)
-    raise typer.Exit(code)
+def _default_actor() -> str:
+    """``cli:user@host``: an audit entry should name who acted, and a shared
+    ``cli`` would not tell two operators apart."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no login name and no passwd entry (containers)
+        user = str(os.getuid()) if hasattr(os, "getuid") else "unknown"
+    return f"cli:{user}@{socket.gethostname()}"
+
+
+Actor = Annotated[
+    str,
+    typer.Option(
+        "--actor",
+        metavar="NAME",
+        help="Who acts, for the audit log [default: cli:USER@HOST]",
+        show_default=False,
+    ),
+]
+
+
+def _one_line(message: str) -> str:
+    """Driver messages (psycopg's) span lines; an error is one line, so that
+    ``grep '^Error: '`` finds all of it."""
+    return " ".join(part.strip() for part in message.splitlines() if part.strip())
+
+
+def _fail(code: str, message: str, exit_code: int = EXIT_ERROR) -> NoReturn:
+    """The one error format: ``Error: <CODE>: <message>`` on stderr."""
+    typer.echo(f"Error: {code}: {_one_line(message)}", err=True)
+    raise typer.Exit(exit_code)
+
+
+def _spec_fail(line: str) -> NoReturn:
+    """An error whose wording spec 12 fixes, printed exactly so (exit 1)."""
+    typer.echo(line, err=True)
+    raise typer.Exit(EXIT_ERROR)
+
+
+def _error(exc: DecisionGraphError, suffix: str = "") -> NoReturn:
+    _fail(exc.code, exc.message + suffix)
+
+
+def _check_tenant(tenant: str) -> None:
+    try:
+        check_tenant_id(tenant)
+    except DecisionGraphError as exc:
+        _error(exc)
+
+
+def _require_tenant(store: SqlEventStore, tenant: str) -> None:
+    """Refuse a tenant with no events, as ``verify`` does.
+
+    Tenants are created by their first event, so any name is a valid query,
+    and a mistyped one would otherwise "succeed": ``compare`` would print
+    ``match`` and ``export`` write an empty file. Looks at one row (through
+    the log's index), not a count.
+    """
+    if not store.list_events(tenant, limit=1):
+        store.close()
+        _fail(NOT_FOUND, f"tenant '{tenant}' has no events")
 
 
 def _open(db: str, *, must_exist: bool = True) -> SqlEventStore:
@@ -71,10 +217,21 @@ def _open(db: str, *, must_exist: bool = True) -> SqlEventStore:
     if path.is_symlink():
         typer.echo(f"Warning: '{db}' is a symlink to '{path.resolve()}'", err=True)
     if must_exist and not path.exists():
-        _fail(f"Error: Database file '{db}' not found")
+        _spec_fail(f"Error: Database file '{db}' not found")
     if path.exists() and not path.is_file():
-        _fail(f"Error: '{db}' is not a file")
+        _spec_fail(f"Error: '{db}' is not a file")
+    if not path.parent.is_dir():
+        _fail(NOT_FOUND, f"directory '{path.parent}' of database '{db}' not found")
     return SQLiteEventStore(path)
+
+
+def _open_tenant(db: str, tenant: str) -> SqlEventStore:
+    """An existing database, and a tenant in it that has events (the name is
+    checked before the database is opened)."""
+    _check_tenant(tenant)
+    store = _open(db)
+    _require_tenant(store, tenant)
+    return store
 
 
 def _dump(value: Any, *, ascii_only: bool = True) -> str:
@@ -155,30 +312,32 @@ def _read_envelopes(path: str) -> tuple[list[EventEnvelope], list[str]]:
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        _fail(f"Error: cannot read '{path}': {exc}")
+        _fail(INVALID_ARGUMENT, f"cannot read '{path}': {exc}")
     envelopes: list[EventEnvelope] = []
     positions: list[str] = []
     problems: list[str] = []
     try:
         documents = list(_documents(text))
     except _Unreadable as exc:
-        _fail(f"Error: DG_ERR_INVALID_ARGUMENT: {exc}; nothing was imported from '{path}'")
+        _fail(INVALID_ARGUMENT, f"{exc}; nothing was imported from '{path}'")
     for position, item in documents:
         if isinstance(item, json.JSONDecodeError):
-            problems.append(f"{position}: DG_ERR_INVALID_ARGUMENT: malformed JSON: {item.msg}")
+            problems.append(f"{INVALID_ARGUMENT}: {position}: malformed JSON: {item.msg}")
             continue
         try:
             envelope = envelope_from_dict(item)
             validate_envelope(envelope)
         except DecisionGraphError as exc:
-            problems.append(f"{position}: {exc}")
+            problems.append(f"{exc.code}: {position}: {exc.message}")
             continue
         envelopes.append(envelope)
         positions.append(position)
     if problems:
         for problem in problems:
             typer.echo(f"Error: {problem}", err=True)
-        _fail(f"Error: {len(problems)} invalid event(s) in '{path}'; nothing was imported")
+        _fail(
+            INVALID_ARGUMENT, f"{len(problems)} invalid event(s) in '{path}'; nothing was imported"
+        )
     return envelopes, positions
 
 
@@ -207,18 +366,18 @@ def _output(file: str) -> Iterator[TextIO]:
         return
     target = Path(os.path.realpath(file))  # through symlinks, as open() would
     if target.is_dir():
-        _fail(f"Error: cannot write '{file}': it is a directory")
+        _fail(INVALID_ARGUMENT, f"cannot write '{file}': it is a directory")
     if target.exists() and not target.is_file():
         try:
             with open(target, "w", encoding="utf-8") as out:
                 yield out
         except OSError as exc:
-            _fail(f"Error: cannot write '{file}': {exc.strerror or exc}")
+            _fail(INVALID_ARGUMENT, f"cannot write '{file}': {exc.strerror or exc}")
         return
     try:
         handle, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except OSError as exc:
-        _fail(f"Error: cannot write '{file}': {exc.strerror or exc}")
+        _fail(INVALID_ARGUMENT, f"cannot write '{file}': {exc.strerror or exc}")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
             yield out
@@ -228,14 +387,19 @@ def _output(file: str) -> Iterator[TextIO]:
         with suppress(OSError):
             os.unlink(temp)
         if isinstance(exc, OSError):
-            _fail(f"Error: cannot write '{file}': {exc.strerror or exc}")
+            _fail(INVALID_ARGUMENT, f"cannot write '{file}': {exc.strerror or exc}")
         raise
 
 
 # -- commands ------------------------------------------------------------------
 @app.command("import")
-def import_events(db: Db, file: str, tenant: Tenant = DEFAULT_TENANT) -> None:
+def import_events(
+    db: Db,
+    file: Annotated[str, typer.Argument(metavar="FILE", help="Event file ('-' for stdin)")],
+    tenant: NewTenant = DEFAULT_TENANT,
+) -> None:
     """Append the events of FILE exactly as given, all or nothing."""
+    _check_tenant(tenant)
     envelopes, positions = _read_envelopes(file)
     store = _open(db, must_exist=False)
     try:
@@ -245,8 +409,8 @@ def import_events(db: Db, file: str, tenant: Tenant = DEFAULT_TENANT) -> None:
         if isinstance(index, int) and 0 <= index < len(positions):
             # The batch's "event N: " prefix gives way to the file position.
             message = exc.message.removeprefix(f"event {index}: ")
-            _fail(f"Error: {positions[index]}: {exc.code}: {message}; nothing was imported")
-        _fail(f"Error: {exc}; nothing was imported")
+            _fail(exc.code, f"{positions[index]}: {message}; nothing was imported")
+        _error(exc, "; nothing was imported")
     finally:
         store.close()
     repeats = sum(1 for event in stored if event.repeated)
@@ -258,9 +422,13 @@ def import_events(db: Db, file: str, tenant: Tenant = DEFAULT_TENANT) -> None:
 
 
 @app.command("export")
-def export_events(db: Db, file: str, tenant: Tenant = DEFAULT_TENANT) -> None:
+def export_events(
+    db: Db,
+    file: Annotated[str, typer.Argument(metavar="FILE", help="Output file ('-' for stdout)")],
+    tenant: Tenant = DEFAULT_TENANT,
+) -> None:
     """Write the tenant's log as JSON Lines (FILE may be '-' for stdout)."""
-    store = _open(db)
+    store = _open_tenant(db, tenant)
     count = 0
     try:
         with _output(file) as out:
@@ -280,7 +448,9 @@ def replay(
     db: Db,
     tenant: Tenant = DEFAULT_TENANT,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout")] = False,
-    to: Annotated[int | None, typer.Option("--to", help="Replay up to this log_seq")] = None,
+    to: Annotated[
+        int | None, typer.Option("--to", metavar="LOG_SEQ", help="Replay up to this log_seq")
+    ] = None,
 ) -> None:
     """Rebuild the projections from the log on a private replica; print digests.
 
@@ -288,11 +458,11 @@ def replay(
     as the live projections honour them, and listed (on stderr with --json,
     whose stdout stays one JSON object).
     """
-    store = _open(db)
+    store = _open_tenant(db, tenant)
     try:
         replayed = replay_log(store, tenant, to)
-    except DecisionGraphError as exc:
-        _fail(f"Error replaying projections: {exc}")
+    except DecisionGraphError as exc:  # spec 12's wording, then the code
+        _spec_fail(f"Error replaying projections: {exc.code}: {_one_line(exc.message)}")
     finally:
         store.close()
     digests = replayed.digests.as_dict()
@@ -322,11 +492,13 @@ def _skips_line(skipped: Mapping[str, Sequence[int]], who: str) -> str | None:
 def projection_status(
     db: Db,
     tenant: Tenant = DEFAULT_TENANT,
-    include_digests: Annotated[bool, typer.Option("--include-digests")] = False,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    include_digests: Annotated[
+        bool, typer.Option("--include-digests", help="Also the four digests")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON with spec 12's keys")] = False,
 ) -> None:
     """Per projection: cursor, head, lag, status, owner, last error."""
-    store = _open(db)
+    store = _open_tenant(db, tenant)
     try:
         statuses = projection_statuses(store, tenant)
         stats = store.log_stats(tenant)
@@ -375,18 +547,23 @@ def projection_status(
 @app.command("dump-trace")
 def dump_trace(
     db: Db,
-    trace_id: str,
+    trace_id: Annotated[str, typer.Argument(metavar="TRACE_ID")],
     tenant: Tenant = DEFAULT_TENANT,
-    include_payload: Annotated[bool, typer.Option("--include-payload")] = False,
+    include_payload: Annotated[
+        bool, typer.Option("--include-payload", help="Also source, actor, payload and hashes")
+    ] = False,
 ) -> None:
     """The trace's events in trace_seq order, as JSON."""
-    store = _open(db)
+    store = _open_tenant(db, tenant)
     try:
         events = store.get_trace_events(tenant, trace_id)
     finally:
         store.close()
-    if not events:
-        _fail(f"Error getting trace events: DG_ERR_NOT_FOUND: Trace '{trace_id}' has no events")
+    if not events:  # spec 12's wording, then the code
+        _spec_fail(
+            f"Error getting trace events: {NOT_FOUND}: "
+            f"trace '{trace_id}' has no events in tenant '{tenant}'"
+        )
     rows = []
     for event in events:
         row: dict[str, Any] = {
@@ -415,21 +592,25 @@ def dump_trace(
 
 
 @app.command("verify")
-def verify(db: Db, tenant: Annotated[str | None, typer.Option("--tenant")] = None) -> None:
+def verify(
+    db: Db,
+    tenant: Annotated[
+        str | None,
+        typer.Option("--tenant", metavar="TENANT", help="Only this tenant [default: all]"),
+    ] = None,
+) -> None:
     """Recompute every tenant's hash chain and payload hashes.
 
-    Exits 2 naming the first bad log_seq when a row was edited, deleted or
-    moved behind the store's back. Record the printed head hashes elsewhere:
+    Exits 3 naming the first bad log_seq when a row was edited, deleted or
+    moved behind the store's back (2 is a usage error, such as a mistyped
+    option, which must never read as tampering). Record the printed head hashes elsewhere:
     they pin the log as of now. Tenants come from the log as well as from
     the head table, so a deleted head row or rows forged for a new tenant
     cannot hide; and checking nothing (an unknown --tenant, an empty
     database) exits 1, so that a typo never reads as a clean audit.
     """
     if tenant is not None:
-        try:
-            check_tenant_id(tenant)
-        except DecisionGraphError as exc:
-            _fail(f"Error: {exc}")
+        _check_tenant(tenant)
     store = _open(db)
     bad = False
     verified = 0
@@ -455,23 +636,26 @@ def verify(db: Db, tenant: Annotated[str | None, typer.Option("--tenant")] = Non
     finally:
         store.close()
     if bad:
-        raise typer.Exit(2)
+        raise typer.Exit(EXIT_INTEGRITY)
     if tenant is not None and not verified:
-        _fail(f"Error: DG_ERR_NOT_FOUND: tenant '{tenant}' has no events; nothing was verified")
+        _fail(NOT_FOUND, f"tenant '{tenant}' has no events; nothing was verified")
     if not verified:
-        _fail(f"Error: DG_ERR_NOT_FOUND: no events in '{db}'; nothing was verified")
+        _fail(NOT_FOUND, f"no events in '{db}'; nothing was verified")
 
 
 @app.command("seed")
 def seed(
     db: Db,
-    traces: Annotated[int, typer.Option("--traces", min=1)],
-    seed_value: Annotated[int, typer.Option("--seed")] = 0,
-    tenant: Tenant = DEFAULT_TENANT,
+    traces: Annotated[
+        int, typer.Option("--traces", min=1, metavar="N", help="How many traces to append")
+    ],
+    seed_value: Annotated[int, typer.Option("--seed", metavar="S", help="Random seed")] = 0,
+    tenant: NewTenant = DEFAULT_TENANT,
 ) -> None:
     """Append N deterministic, realistic decision traces (same seed, same digests)."""
     from decisiongraph.seed import generate_events
 
+    _check_tenant(tenant)
     store = _open(db, must_exist=False)
     written = repeats = 0
     batch: list[EventEnvelope] = []
@@ -495,7 +679,7 @@ def seed(
         store.project_pending(tenant)
         digests = store.digests(tenant).as_dict()
     except DecisionGraphError as exc:
-        _fail(f"Error: {exc}")
+        _error(exc)
     finally:
         store.close()
     typer.echo(
@@ -509,10 +693,21 @@ def seed(
 @app.command("worker")
 def worker(
     db: Db,
-    tenant: Annotated[list[str] | None, typer.Option("--tenant", help="Only these tenants")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 1000,
-    poll_interval: Annotated[float, typer.Option("--poll-interval")] = 0.5,
-    lease_ttl: Annotated[float, typer.Option("--lease-ttl")] = 10.0,
+    tenant: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tenant", metavar="TENANT", help="Only this tenant (repeatable) [default: all]"
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, metavar="N", help="Events per transaction")
+    ] = 1000,
+    poll_interval: Annotated[
+        float, typer.Option("--poll-interval", metavar="SECONDS", help="Idle poll period")
+    ] = 0.5,
+    lease_ttl: Annotated[
+        float, typer.Option("--lease-ttl", metavar="SECONDS", help="Lease time-to-live")
+    ] = 10.0,
 ) -> None:
     """Run projection workers until SIGTERM (drains the in-flight batch)."""
     import logging
@@ -520,8 +715,10 @@ def worker(
     from decisiongraph.runtime.process import run_worker_process
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    for name in tenant or ():  # a worker may wait for a tenant's first event
+        _check_tenant(name)
     if not is_postgres_url(db) and not Path(db).exists():
-        _fail(f"Error: Database file '{db}' not found")
+        _spec_fail(f"Error: Database file '{db}' not found")
     config = SupervisorConfig(
         tenants=tenant or None,
         batch_size=batch_size,
@@ -534,24 +731,32 @@ def worker(
 @app.command("rebuild")
 def rebuild(
     db: Db,
-    projection: Annotated[str, typer.Option("--projection", help="One of the projections")],
+    projection: Annotated[
+        str, typer.Option("--projection", metavar="NAME", help="One of the projections")
+    ],
+    reason: Annotated[str, typer.Option("--reason", metavar="TEXT", help="Why, for the audit log")],
     tenant: Tenant = DEFAULT_TENANT,
-    reason: Annotated[str, typer.Option("--reason")] = "",
+    actor: Actor = "",
 ) -> None:
     """Rebuild a projection online (shadow tables, then an atomic swap)."""
     try:
         check_projection_names([projection])
     except DecisionGraphError as exc:
-        _fail(f"Error: {exc}")
+        _error(exc)
     if not reason.strip():
-        _fail("Error: DG_ERR_INVALID_ARGUMENT: --reason is required")
-    store = _open(db)
+        _fail(INVALID_ARGUMENT, "--reason must not be blank")
+    store = _open_tenant(db, tenant)
     try:
         cursor = operations.rebuild(
-            store, tenant, projection, actor=default_owner(), reason=reason, confirm=projection
+            store,
+            tenant,
+            projection,
+            actor=actor or _default_actor(),
+            reason=reason,
+            confirm=projection,
         )
     except DecisionGraphError as exc:
-        _fail(f"Error: {exc}")
+        _error(exc)
     finally:
         store.close()
     typer.echo(f"Rebuilt {projection} of tenant {tenant}; live at log_seq {cursor}")
@@ -560,11 +765,11 @@ def rebuild(
 @app.command("compare")
 def compare(db: Db, tenant: Tenant = DEFAULT_TENANT) -> None:
     """Live projection digests against a fresh rebuild: 'match' or the first difference."""
-    store = _open(db)
+    store = _open_tenant(db, tenant)
     try:
         result = compare_with_rebuild(store, tenant)
     except DecisionGraphError as exc:
-        _fail(f"Error: {exc}")
+        _error(exc)
     finally:
         store.close()
     typer.echo("match" if result.match else f"MISMATCH in {result.first_difference}")
@@ -572,21 +777,26 @@ def compare(db: Db, tenant: Tenant = DEFAULT_TENANT) -> None:
     if skips:
         typer.echo(skips)
     if not result.match:
-        raise typer.Exit(3)
+        raise typer.Exit(EXIT_INTEGRITY)
 
 
 @dead_letters_app.command("list")
 def dead_letters_list(
     db: Db,
-    tenant: Annotated[str | None, typer.Option("--tenant")] = None,
-    status: Annotated[str | None, typer.Option("--status")] = None,
+    tenant: Annotated[
+        str | None,
+        typer.Option("--tenant", metavar="TENANT", help="Only this tenant [default: all]"),
+    ] = None,
+    status: Annotated[
+        str | None, typer.Option("--status", metavar="STATUS", help="Only this status")
+    ] = None,
 ) -> None:
     """Dead letters as JSON (all tenants unless --tenant)."""
     try:
         check_dead_letter_status(status)
     except DecisionGraphError as exc:
-        _fail(f"Error: {exc}")
-    store = _open(db)
+        _error(exc)
+    store = _open(db) if tenant is None else _open_tenant(db, tenant)
     try:
         letters = store.dead_letters(tenant, status=status)
     finally:
@@ -595,13 +805,13 @@ def dead_letters_list(
 
 
 def _resolve(db: str, tenant: str, letter_id: int, action: str, reason: str, actor: str) -> None:
-    store = _open(db)
+    store = _open_tenant(db, tenant)
     try:
         letter = store.resolve_dead_letter(
-            tenant, letter_id, action=action, actor=actor, reason=reason
+            tenant, letter_id, action=action, actor=actor or _default_actor(), reason=reason
         )
     except DecisionGraphError as exc:
-        _fail(f"Error: {exc}")
+        _error(exc)
     finally:
         store.close()
     typer.echo(
@@ -612,10 +822,10 @@ def _resolve(db: str, tenant: str, letter_id: int, action: str, reason: str, act
 @dead_letters_app.command("retry")
 def dead_letters_retry(
     db: Db,
-    letter_id: int,
-    reason: Annotated[str, typer.Option("--reason")],
+    letter_id: Annotated[int, typer.Argument(metavar="ID", help="Dead letter id (from list)")],
+    reason: Annotated[str, typer.Option("--reason", metavar="TEXT", help="Why, for the audit log")],
     tenant: Tenant = DEFAULT_TENANT,
-    actor: Annotated[str, typer.Option("--actor")] = "cli",
+    actor: Actor = "",
 ) -> None:
     """Let the projection try the event again (after a fix)."""
     _resolve(db, tenant, letter_id, "retry", reason, actor)
@@ -624,56 +834,93 @@ def dead_letters_retry(
 @dead_letters_app.command("skip")
 def dead_letters_skip(
     db: Db,
-    letter_id: int,
-    reason: Annotated[str, typer.Option("--reason")],
+    letter_id: Annotated[int, typer.Argument(metavar="ID", help="Dead letter id (from list)")],
+    reason: Annotated[str, typer.Option("--reason", metavar="TEXT", help="Why, for the audit log")],
     tenant: Tenant = DEFAULT_TENANT,
-    actor: Annotated[str, typer.Option("--actor")] = "cli",
-    confirm: Annotated[str, typer.Option("--confirm", help="Type 'skip' to confirm")] = "",
+    actor: Actor = "",
+    confirm: Annotated[
+        str, typer.Option("--confirm", metavar="skip", help="Type 'skip' to confirm")
+    ] = "",
 ) -> None:
     """Skip the event for that projection; recorded in the audit log."""
     if confirm != "skip":
-        _fail("Error: DG_ERR_INVALID_ARGUMENT: skipping needs --confirm skip")
+        _fail(INVALID_ARGUMENT, "skipping needs --confirm skip")
     _resolve(db, tenant, letter_id, "skip", reason, actor)
 
 
-@app.command("serve")
+def _environment_epilog() -> str:
+    from decisiongraph.service.settings import ENVIRONMENT
+
+    width = max(len(name) for name, _ in ENVIRONMENT)
+    lines = [f"  {name:<{width}}  {what}" for name, what in ENVIRONMENT]
+    # \b keeps click from re-wrapping the table into one paragraph.
+    return "\b\nEnvironment variables:\n" + "\n".join(lines)
+
+
+@app.command("serve", epilog=_environment_epilog())
 def serve(
-    db: Annotated[str, typer.Option("--db", help="SQLite path or postgresql:// URL")] = (
-        "decisiongraph.db"
-    ),
-    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port")] = 8080,
+    db: Annotated[
+        str,
+        typer.Option(
+            "--db",
+            metavar="DB",
+            envvar="DG_DB",
+            help="SQLite path (created if missing) or postgresql:// URL",
+        ),
+    ] = "decisiongraph.db",
+    host: Annotated[str, typer.Option("--host", metavar="HOST")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", metavar="PORT", help="0: any free port")] = 8080,
     workers: Annotated[
         bool | None,
-        typer.Option("--workers/--no-workers", help="Projection workers in this process"),
+        typer.Option(
+            "--workers/--no-workers",
+            help="Projection workers in this process [default: SQLite yes, PostgreSQL no]",
+            show_default=False,
+        ),
     ] = None,
     processes: Annotated[
         int,
-        typer.Option("--processes", help="API processes on this port (PostgreSQL only)"),
+        typer.Option(
+            "--processes", metavar="N", help="API processes on this port (PostgreSQL only)"
+        ),
     ] = 1,
 ) -> None:
-    """Serve the HTTP API (SQLite: workers in-process; PostgreSQL: run `worker`)."""
+    """Serve the HTTP API (SQLite: workers in-process; PostgreSQL: run `worker`).
+
+    Prints one line once it is listening: the URL, the database (and whether
+    it was just created) and where the projection workers run.
+    """
     from decisiongraph.service.server import run_server
 
     try:
         run_server(db, host, port, workers=workers, processes=processes)
     except DecisionGraphError as exc:
-        _fail(f"Error: {exc}")
+        _error(exc)
 
 
 @accounts_app.command("create")
 def accounts_create(
     db: Db,
-    name: Annotated[str, typer.Option("--name")],
-    tenant: Annotated[list[str], typer.Option("--tenant")],
-    scope: Annotated[list[str], typer.Option("--scope")],
+    name: Annotated[str, typer.Option("--name", metavar="NAME", help="Account name")],
+    tenant: Annotated[
+        list[str],
+        typer.Option("--tenant", metavar="TENANT", help="A tenant it may use (repeatable)"),
+    ],
+    scope: Annotated[
+        list[str],
+        typer.Option(
+            "--scope", metavar="SCOPE", help="events:read, events:write or admin (repeatable)"
+        ),
+    ],
 ) -> None:
     """Create a service account; prints its first API key (shown only once)."""
+    for tenant_id in tenant:  # an account may be made before its tenants have events
+        _check_tenant(tenant_id)
     store = _open(db, must_exist=False)
     try:
         account, key = store.create_account(name, tenant, scope)
     except DecisionGraphError as exc:
-        _fail(f"Error: {exc}")
+        _error(exc)
     finally:
         store.close()
     typer.echo(f"account {account.name} ({account.account_id}) created")
@@ -691,35 +938,54 @@ def accounts_list(db: Db) -> None:
 
 
 @accounts_app.command("rotate")
-def accounts_rotate(db: Db, name: str) -> None:
+def accounts_rotate(db: Db, name: Annotated[str, typer.Argument(metavar="NAME")]) -> None:
     """Issue another key; old keys keep working until revoked."""
     store = _open(db)
     try:
         key = store.add_key(name)
     except DecisionGraphError as exc:
-        _fail(f"Error: {exc}")
+        _error(exc)
     finally:
         store.close()
     typer.echo(f"API key (shown once): {key}")
 
 
 @accounts_app.command("revoke")
-def accounts_revoke(db: Db, key_id: str) -> None:
+def accounts_revoke(db: Db, key_id: Annotated[str, typer.Argument(metavar="KEY_ID")]) -> None:
     """Revoke one key by its id; takes effect on the next request."""
     store = _open(db)
     try:
         store.revoke_key(key_id)
     except DecisionGraphError as exc:
-        _fail(f"Error: {exc}")
+        _error(exc)
     finally:
         store.close()
     typer.echo(f"key {key_id} revoked")
 
 
 def main() -> None:
-    """Entry point of the ``decisiongraph`` console script."""
+    """Entry point of the ``decisiongraph`` console script.
+
+    Runs click outside its standalone mode so that usage errors come out in
+    the same ``Error: <CODE>: <message>`` form as every other error (after
+    the usage line), still with click's exit code 2.
+    """
     try:
-        app()
+        # One program name in usage lines, however started (`python -m` too).
+        result = app(prog_name="decisiongraph", standalone_mode=False)
+    except NoArgsIsHelpError as exc:  # a group without its sub-command: just the help
+        typer.echo(exc.format_message(), err=True)
+        sys.exit(EXIT_USAGE)
+    except UsageError as exc:
+        if exc.ctx is not None:
+            typer.echo(exc.ctx.get_usage(), err=True)
+            typer.echo(f"Try '{exc.ctx.command_path} --help' for help.", err=True)
+        typer.echo(f"Error: {INVALID_ARGUMENT}: {exc.format_message()}", err=True)
+        sys.exit(EXIT_USAGE)
+    except typer.Abort:
+        typer.echo("Aborted.", err=True)
+        sys.exit(EXIT_ERROR)
     except DecisionGraphError as exc:
-        typer.echo(f"Error: {exc}", err=True)
-        sys.exit(1)
+        typer.echo(f"Error: {exc.code}: {_one_line(exc.message)}", err=True)
+        sys.exit(EXIT_ERROR)
+    sys.exit(result if isinstance(result, int) else 0)

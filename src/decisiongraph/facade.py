@@ -20,7 +20,7 @@ from decisiongraph.core.envelope import (
     envelopes_from,
 )
 from decisiongraph.core.errors import InvalidArgumentError
-from decisiongraph.core.helpers import ActorLike, EventHelpers, SourceLike
+from decisiongraph.core.helpers import ActorLike, EventHelpers, SourceLike, require_text
 from decisiongraph.core.operator_records import AuditEntry, DeadLetter
 from decisiongraph.projections.digests import Digests
 from decisiongraph.projections.rows import PROJECTION_NAMES
@@ -192,6 +192,7 @@ class DecisionGraph(EventHelpers[StoredEvent]):
     def get_trace_events(
         self, trace_id: str, since_trace_seq: int | None = None, limit: int | None = None
     ) -> list[StoredEvent]:
+        require_text(trace_id, "trace_id")  # refused as the remote client does
         return event_queries.get_trace_events(
             self._store, self._tenant, trace_id, since_trace_seq, limit
         )
@@ -208,6 +209,7 @@ class DecisionGraph(EventHelpers[StoredEvent]):
         )
 
     def get_trace_summary(self, trace_id: str) -> TraceSummary:
+        require_text(trace_id, "trace_id")  # refused as the remote client does
         return get_trace_summary(self._store, self._tenant, trace_id)
 
     def list_traces(
@@ -244,6 +246,8 @@ class DecisionGraph(EventHelpers[StoredEvent]):
         max_depth: int = 1,
         filter_opts: GraphFilter | None = None,
     ) -> Subgraph:
+        require_text(node_type, "node_type")
+        require_text(node_id, "node_id")
         return get_context_subgraph(
             self._store, self._tenant, node_type, node_id, max_depth, filter_opts
         )
@@ -255,6 +259,7 @@ class DecisionGraph(EventHelpers[StoredEvent]):
         cursor: GraphEdgeCursor | None = None,
         limit: int = 100,
     ) -> EdgePage:
+        require_text(node, "node")
         return list_node_edges(self._store, self._tenant, node, direction, cursor, limit)
 
     def find_precedents(
@@ -360,7 +365,15 @@ class DecisionGraph(EventHelpers[StoredEvent]):
         )
 
     def audit_log(self, limit: int = 100) -> list[AuditEntry]:
-        """The tenant's operator actions, newest first."""
+        """The tenant's operator actions, newest first.
+
+        ``limit`` is checked here as the API checks it (1..1000), so a bad
+        value is refused the same way embedded and remote.
+        """
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+            raise InvalidArgumentError(
+                f"limit must be between 1 and 1000, got {limit!r}", details={"field": "limit"}
+            )
         return self._runtime_store().audit_log(self._tenant, limit)
 
     def verify(self) -> ChainProblem | None:

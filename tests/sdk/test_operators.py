@@ -91,6 +91,7 @@ def test_operators_same_embedded_and_remote(server: Server, tmp_path: Path) -> N
     assert embedded["open"] == [("trace_summary", 3, "DG_ERR_CONFLICT", "open")]
     assert embedded["skipped"] == ("skipped", True)
     assert [action for action, _, _ in embedded["audit"]] == [
+        "projection.rebuild.done",  # newest first: the rebuild's outcome, then its start
         "projection.rebuild",
         "projection.replay",
         "dead_letter.skip",

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from decisiongraph import Client, DecisionGraph, DecisionGraphAPI, connect
+from decisiongraph.core.errors import InvalidArgumentError
 from tests.runtime.support import ROOT
 
 CONFORMANCE = ROOT / "tests" / "sdk" / "typing_conformance.py"
@@ -70,5 +71,5 @@ def test_connect_picks_the_embedded_library_or_the_remote_client(tmp_path: Path)
     remote = connect("http://127.0.0.1:9", api_key="dgk_unused", tenant="other")
     assert isinstance(remote, Client) and remote.tenant == "other"
     remote.close()
-    with pytest.raises(ValueError, match="api_key"):
+    with pytest.raises(InvalidArgumentError, match="api_key"):
         connect("https://example.invalid")

@@ -42,7 +42,11 @@ class Server:
         return httpx.Client(base_url=self.url, headers=headers, timeout=30)
 
 
-def start_server(db: str, *extra: str, env: dict[str, str] | None = None) -> Server:
+def start_server(
+    db: str, *extra: str, env: dict[str, str] | None = None, ready_path: str = "/readyz"
+) -> Server:
+    """A server with the usual accounts, once ``ready_path`` answers 200
+    (``/healthz`` for a server expected never to be ready)."""
     store = open_runtime_store(db)
     keys: dict[str, str] = {}
     if store.list_accounts():  # a second server on the same database: reuse nothing
@@ -71,7 +75,7 @@ def start_server(db: str, *extra: str, env: dict[str, str] | None = None) -> Ser
     deadline = time.monotonic() + 30
     while True:
         try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+            if httpx.get(f"{url}{ready_path}", timeout=1).status_code == 200:
                 break
         except httpx.HTTPError:
             pass

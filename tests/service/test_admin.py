@@ -62,7 +62,7 @@ def test_trace_list_pages_and_admin_actions(server: Server) -> None:
         assert rebuilt.status_code == 200, rebuilt.text
         assert rebuilt.json()["cursor"] == len(dealdesk) + len(support)
         actions = [e["action"] for e in operator.get("/api/v1/admin/audit").json()["entries"]]
-        assert actions[:2] == ["projection.rebuild", "projection.replay"]
+        assert actions[:3] == ["projection.rebuild.done", "projection.rebuild", "projection.replay"]
         assert operator.get("/api/v1/projections/dead-letters").json() == {"dead_letters": []}
         missing = operator.post("/api/v1/admin/dead-letters/42/retry", json={"reason": "x"})
         assert missing.status_code == 404

@@ -8,6 +8,8 @@ inherit them and only supply ``append_event``.
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -15,10 +17,47 @@ from decisiongraph.core import event_types as et
 from decisiongraph.core.envelope import EventEnvelope
 from decisiongraph.core.errors import InvalidArgumentError
 from decisiongraph.core.ids import new_id
+from decisiongraph.core.pii import FORBIDDEN_PATTERNS, find_forbidden
 from decisiongraph.core.refs import ActorRef, SourceRef, as_dict
 
 SourceLike = SourceRef | Mapping[str, Any]
 ActorLike = ActorRef | Mapping[str, Any]
+
+log = logging.getLogger("decisiongraph")
+
+_FORBIDDEN_RE = re.compile("|".join(re.escape(p) for p in FORBIDDEN_PATTERNS), re.IGNORECASE)
+
+
+def default_idempotency_key(event_type: str, trace_id: str, trace_seq: int) -> str:
+    """Spec 5.1's default key of an event with no key of its own."""
+    return f"{event_type}:{trace_id}:{trace_seq}"
+
+
+def require_text(value: Any, name: str) -> str:
+    """``value`` if it is a string, else INVALID_ARGUMENT.
+
+    Embedded and remote must refuse a wrong type the same way: remotely an
+    int would otherwise fail inside URL quoting (``TypeError``) while the
+    embedded query simply found nothing (``NotFound``).
+    """
+    if not isinstance(value, str):
+        raise InvalidArgumentError(
+            f"{name} must be a string, not {type(value).__name__}", details={"field": name}
+        )
+    return value
+
+
+def failure_summary(exc: BaseException) -> str:
+    """The summary a failed ``trace()`` block records: safe for the PII guard.
+
+    The caller's error text is not ours to vet (``connect failed: token=...``);
+    were the guard to refuse the summary, the trace would stay open and the
+    caller would see a ``PiiPolicyViolationError`` instead of their own
+    error. Forbidden patterns are blanked out; if anything still trips the
+    guard (a pattern formed across a redaction) only the type name is kept.
+    """
+    summary = _FORBIDDEN_RE.sub("[redacted]", f"{type(exc).__name__}: {exc}")[:500]
+    return summary if find_forbidden(summary) is None else type(exc).__name__
 
 
 def _record_fields(value: Any, name: str, required: Sequence[str]) -> Mapping[str, Any]:
@@ -93,7 +132,8 @@ class EventHelpers(Generic[R]):
             occurred_at=occurred_at,
             source=source_ref(source),
             actor=actor_ref(actor),
-            idempotency_key=idempotency_key or f"{event_type}:{trace_id}:{trace_seq}",
+            idempotency_key=idempotency_key
+            or default_idempotency_key(event_type, trace_id, trace_seq),
             payload=payload,
             correlation_id=correlation_id,
             causation_event_id=causation_event_id,
@@ -347,6 +387,14 @@ class EventHelpers(Generic[R]):
         return TraceScope(self, workflow, title, primary_entity, source, actor, context, trace_id)
 
 
+def note_finish_failure(exc: BaseException, trace_id: str, finishing: Exception) -> None:
+    """Record on the caller's exception (and in the log) that the trace could
+    not be finished; the caller's exception is what propagates."""
+    message = f"decisiongraph: trace {trace_id} could not be finished: {finishing}"
+    exc.add_note(message)
+    log.warning("%s", message)
+
+
 class TraceScope(Generic[R]):
     """One open trace: the helpers without the trace id, source and actor."""
 
@@ -367,6 +415,9 @@ class TraceScope(Generic[R]):
         self.actor = actor
         self.trace_id = ""
         self.outcome: str | None = None
+        #: Set once ``finish`` was called, so leaving the block does not
+        #: finish the trace a second time (that would be refused).
+        self.finished = False
 
     def __enter__(self) -> TraceScope[R]:
         workflow, title, entity, context, trace_id = self._start
@@ -376,14 +427,21 @@ class TraceScope(Generic[R]):
         return self
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if self.finished:
+            return
         if exc is None:
             self.finish(self.outcome or "success")
-        else:
-            summary = f"{type(exc).__name__}: {exc}"[:500]
-            self.finish("failure", summary=summary)
+            return
+        try:
+            self.finish("failure", summary=failure_summary(exc))
+        except Exception as finishing:  # never mask the caller's own exception
+            note_finish_failure(exc, self.trace_id, finishing)
 
     def finish(self, outcome: str, summary: str | None = None) -> R:
-        return self._client.finish_trace(self.trace_id, outcome, self.source, self.actor, summary)
+        """Finish the trace now (the block's exit then leaves it alone)."""
+        result = self._client.finish_trace(self.trace_id, outcome, self.source, self.actor, summary)
+        self.finished = True
+        return result
 
     def _call(self, name: str, *args: Any, **options: Any) -> R:
         method = getattr(self._client, name)

@@ -78,13 +78,29 @@ def encode_cursor(last_log_seq: int, trace_id: str) -> str:
     return base64.urlsafe_b64encode(raw).decode("ascii")
 
 
+# Cursor positions are log_seqs: 64-bit in every backend. A forged cursor
+# holding a larger number must be refused here, not overflow a driver.
+_INT64_MAX = 2**63 - 1
+
+
 def decode_cursor(cursor: str) -> tuple[int, str]:
+    """The (last_log_seq, trace_id) a cursor holds; anything else is refused.
+
+    Cursors come back from callers, so every part is checked: a 64-bit
+    log_seq >= 0 and a trace id text a backend can compare (no NUL).
+    """
+    malformed = InvalidArgumentError("Malformed cursor", details={"cursor": cursor[:200]})
     try:
-        seq, trace_id = json.loads(base64.urlsafe_b64decode(cursor.encode("ascii")))
-    except (ValueError, TypeError, UnicodeError) as exc:
-        raise InvalidArgumentError("Malformed cursor", details={"cursor": cursor}) from exc
-    if isinstance(seq, bool) or not isinstance(seq, int) or not isinstance(trace_id, str):
-        raise InvalidArgumentError("Malformed cursor", details={"cursor": cursor})
+        decoded = json.loads(base64.urlsafe_b64decode(cursor.encode("ascii")))
+    except (ValueError, TypeError, UnicodeError, RecursionError) as exc:
+        raise malformed from exc
+    if not isinstance(decoded, list) or len(decoded) != 2:
+        raise malformed
+    seq, trace_id = decoded
+    if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= _INT64_MAX:
+        raise malformed
+    if not isinstance(trace_id, str) or "\x00" in trace_id:
+        raise malformed
     return seq, trace_id
 
 

@@ -4,9 +4,18 @@ Each action needs a reason and is written to the audit log before it runs;
 destructive ones (skipping an event, rebuilding a projection) also need a
 typed confirmation. The HTTP admin routes and ``DecisionGraph`` call these,
 so an action means the same thing whichever way it is taken.
+
+``context`` is what the caller knows about who asked (the API passes its
+request id and the API key's id, never the key) and is kept in the entry's
+``details`` with the action's own position, so an entry can be tied to the
+request and the state it acted on. The audit log is append-only, so an
+outcome known only afterwards (a rebuild's final cursor) is a second entry.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 from decisiongraph.core.errors import InvalidArgumentError
 from decisiongraph.core.operator_records import DeadLetter
@@ -15,6 +24,8 @@ from decisiongraph.runtime.rebuild import Replay, check_replay_position, rebuild
 from decisiongraph.store.sql_base import SqlEventStore
 
 SKIP_CONFIRMATION = "skip"
+#: The entry a finished rebuild adds after its ``projection.rebuild`` one.
+REBUILD_DONE = "projection.rebuild.done"
 
 
 def _require_reason(reason: str) -> None:
@@ -23,12 +34,18 @@ def _require_reason(reason: str) -> None:
 
 
 def retry_dead_letter(
-    store: SqlEventStore, tenant_id: str, letter_id: int, *, actor: str, reason: str
+    store: SqlEventStore,
+    tenant_id: str,
+    letter_id: int,
+    *,
+    actor: str,
+    reason: str,
+    context: Mapping[str, Any] | None = None,
 ) -> DeadLetter:
     """Let the projection try the event again (after a fix); audited."""
     _require_reason(reason)
     return store.resolve_dead_letter(
-        tenant_id, letter_id, action="retry", actor=actor, reason=reason
+        tenant_id, letter_id, action="retry", actor=actor, reason=reason, details=context
     )
 
 
@@ -40,6 +57,7 @@ def skip_dead_letter(
     actor: str,
     reason: str,
     confirm: str,
+    context: Mapping[str, Any] | None = None,
 ) -> DeadLetter:
     """Let the projection pass over the event for good; needs ``confirm='skip'``."""
     _require_reason(reason)
@@ -48,7 +66,7 @@ def skip_dead_letter(
             "Skipping an event needs confirm='skip'", details={"field": "confirm"}
         )
     return store.resolve_dead_letter(
-        tenant_id, letter_id, action="skip", actor=actor, reason=reason
+        tenant_id, letter_id, action="skip", actor=actor, reason=reason, details=context
     )
 
 
@@ -59,6 +77,7 @@ def replay(
     actor: str,
     reason: str,
     to_log_seq: int | None = None,
+    context: Mapping[str, Any] | None = None,
 ) -> Replay:
     """Digests of the projections as of ``to_log_seq`` (default: now), from a
     fresh replay beside the live tables (which it leaves alone); audited.
@@ -74,6 +93,11 @@ def replay(
         action="projection.replay",
         target=f"log_seq<={to_log_seq}" if to_log_seq is not None else "head",
         reason=reason,
+        details={
+            **(context or {}),
+            "to_log_seq": to_log_seq,
+            "head": store.get_last_log_seq(tenant_id),
+        },
     )
     return replay_log(store, tenant_id, to_log_seq)
 
@@ -86,6 +110,7 @@ def rebuild(
     actor: str,
     reason: str,
     confirm: str,
+    context: Mapping[str, Any] | None = None,
 ) -> int:
     """Rebuild one projection online (reads keep being served); ``confirm``
     must repeat the projection's name. Returns the cursor after the swap."""
@@ -96,6 +121,24 @@ def rebuild(
             "Rebuilding needs confirm set to the projection's name", details={"field": "confirm"}
         )
     store.record_audit(
-        tenant_id, actor=actor, action="projection.rebuild", target=projection, reason=reason
+        tenant_id,
+        actor=actor,
+        action="projection.rebuild",
+        target=projection,
+        reason=reason,
+        details={
+            **(context or {}),
+            "projection": projection,
+            "head": store.get_last_log_seq(tenant_id),
+        },
     )
-    return rebuild_online(store, tenant_id, projection, owner=actor)
+    cursor = rebuild_online(store, tenant_id, projection, owner=actor)
+    store.record_audit(
+        tenant_id,
+        actor=actor,
+        action=REBUILD_DONE,
+        target=projection,
+        reason=reason,
+        details={**(context or {}), "projection": projection, "cursor": cursor},
+    )
+    return cursor

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 from decisiongraph.query.traces import TracePage
 from decisiongraph.sdk.async_client import AsyncClient
+from decisiongraph.sdk.batcher import DeliveryStatus
 from decisiongraph.sdk.client import Client
 from decisiongraph.sdk.results import AppendResult, SpooledEvent
 from decisiongraph.sdk.retry import RetryPolicy
 
-__all__ = ["AppendResult", "AsyncClient", "Client", "RetryPolicy", "SpooledEvent", "TracePage"]
+__all__ = [
+    "AppendResult",
+    "AsyncClient",
+    "Client",
+    "DeliveryStatus",
+    "RetryPolicy",
+    "SpooledEvent",
+    "TracePage",
+]

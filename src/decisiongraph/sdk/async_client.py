@@ -26,7 +26,14 @@ from decisiongraph.core.clock import Clock, format_timestamp, system_clock
 from decisiongraph.core.envelope import EventEnvelope, StoredEvent, envelopes_from
 from decisiongraph.core.errors import DecisionGraphError, NotFoundError
 from decisiongraph.core.event_types import TRACE_STARTED
-from decisiongraph.core.helpers import ActorLike, EventHelpers, SourceLike, TraceScope
+from decisiongraph.core.helpers import (
+    ActorLike,
+    EventHelpers,
+    SourceLike,
+    TraceScope,
+    failure_summary,
+    note_finish_failure,
+)
 from decisiongraph.core.operator_records import AuditEntry, DeadLetter
 from decisiongraph.projections.digests import Digests
 from decisiongraph.projections.rows import PROJECTION_NAMES, check_projection_names
@@ -36,9 +43,15 @@ from decisiongraph.query.precedents import PrecedentHit
 from decisiongraph.query.traces import TracePage, TraceSummary
 from decisiongraph.runtime.health import ProjectionStatus
 from decisiongraph.sdk import calls
-from decisiongraph.sdk.batcher import Batcher, auth_headers, open_buffered
-from decisiongraph.sdk.client import SseParser, batch_body
-from decisiongraph.sdk.errors import RETRYABLE_STATUSES, error_from_response
+from decisiongraph.sdk.batcher import Batcher, DeliveryStatus, auth_headers, open_buffered
+from decisiongraph.sdk.client import SseParser, batch_body, renumbered
+from decisiongraph.sdk.errors import (
+    NOT_SENT,
+    RETRYABLE_STATUSES,
+    STALE_POSITION_CODES,
+    error_from_response,
+    unavailable,
+)
 from decisiongraph.sdk.results import AppendResult, SpooledEvent, appended_event, stored_event
 from decisiongraph.sdk.retry import RetryPolicy
 
@@ -60,10 +73,23 @@ class AsyncTraceScope(TraceScope[Awaitable[AppendResult]]):
     async def __aexit__(
         self, exc_type: Any, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        if self.finished:  # the block called ``await t.finish(...)`` itself
+            return
         if exc is None:
             await self.finish(self.outcome or "success")
-        else:
-            await self.finish("failure", summary=f"{type(exc).__name__}: {exc}"[:500])
+            return
+        try:
+            await self.finish("failure", summary=failure_summary(exc))
+        except Exception as finishing:  # never mask the caller's own exception
+            note_finish_failure(exc, self.trace_id, finishing)
+
+    async def finish(self, outcome: str, summary: str | None = None) -> AppendResult:
+        """Finish the trace now (leaving the block then leaves it alone)."""
+        result = await self._client.finish_trace(
+            self.trace_id, outcome, self.source, self.actor, summary
+        )
+        self.finished = True
+        return result
 
 
 class AsyncClient(EventHelpers[Awaitable[AppendResult]]):
@@ -122,7 +148,10 @@ class AsyncClient(EventHelpers[Awaitable[AppendResult]]):
         *,
         content: bytes | None = None,
         params: Mapping[str, Any] | None = None,
+        idempotent: bool = True,
     ) -> httpx.Response:
+        """One call, retried as ``Client._request`` retries (operator actions
+        only when they provably never reached the server); typed errors."""
         attempt = 0
         while True:
             attempt += 1
@@ -134,21 +163,29 @@ class AsyncClient(EventHelpers[Awaitable[AppendResult]]):
                     content=content,
                     headers={"content-type": "application/json"} if content is not None else None,
                 )
-            except httpx.TransportError:
-                if attempt >= self._retry.attempts:
-                    raise
+            except httpx.TransportError as exc:
+                if attempt >= self._retry.attempts or not (idempotent or isinstance(exc, NOT_SENT)):
+                    raise unavailable(exc) from exc
                 await asyncio.sleep(self._retry.delay(attempt))
                 continue
             if response.status_code < 400:
                 return response
-            if response.status_code in RETRYABLE_STATUSES and attempt < self._retry.attempts:
+            if (
+                response.status_code in RETRYABLE_STATUSES
+                and (idempotent or response.status_code == 429)
+                and attempt < self._retry.attempts
+            ):
                 await asyncio.sleep(self._retry.delay(attempt, response.headers.get("retry-after")))
                 continue
             raise error_from_response(response)
 
     async def _get(self, call: calls.Call[T]) -> T:
         response = await self._request(
-            call.method, call.path, content=call.body, params=call.params
+            call.method,
+            call.path,
+            content=call.body,
+            params=call.params,
+            idempotent=call.idempotent,
         )
         return call.decode(response.json())
 
@@ -179,6 +216,8 @@ class AsyncClient(EventHelpers[Awaitable[AppendResult]]):
         self, envelopes: Iterable[EventEnvelope | Mapping[str, Any]]
     ) -> list[StoredEvent]:
         items = envelopes_from(envelopes)
+        if not items:  # nothing to append is no request, as embedded
+            return []
         response = await self._request("POST", "/api/v1/events", content=batch_body(items))
         receipts = response.json()["events"]
         return [appended_event(e, r) for e, r in zip(items, receipts, strict=True)]
@@ -189,17 +228,31 @@ class AsyncClient(EventHelpers[Awaitable[AppendResult]]):
             lock = self._trace_locks[trace_id] = asyncio.Lock()
         return lock
 
+    async def _server_next_seq(self, trace_id: str) -> int:
+        try:
+            events = await self.get_trace_events(trace_id)
+        except NotFoundError:
+            return 0
+        return events[-1].trace_seq + 1
+
+    async def _fresh_position(self, exc: DecisionGraphError, envelope: EventEnvelope) -> int | None:
+        """As ``Client._fresh_position``: the real next position when ``exc``
+        was caused by a stale remembered one, else None."""
+        if exc.code not in STALE_POSITION_CODES or envelope.event_type == TRACE_STARTED:
+            return None
+        try:
+            fresh = await self._server_next_seq(envelope.trace_id)
+        except DecisionGraphError:
+            return None
+        return None if fresh == envelope.trace_seq else fresh
+
     async def _trace_seq(self, trace_id: str, event_type: str) -> int:
         async with self._lock:
             if trace_id not in self._next_seq:
                 if event_type == TRACE_STARTED:
                     self._next_seq[trace_id] = 0
                 else:
-                    try:
-                        events = await self.get_trace_events(trace_id)
-                        self._next_seq[trace_id] = events[-1].trace_seq + 1
-                    except NotFoundError:
-                        self._next_seq[trace_id] = 0
+                    self._next_seq[trace_id] = await self._server_next_seq(trace_id)
             seq = self._next_seq[trace_id]
             self._next_seq[trace_id] = seq + 1
             return seq
@@ -255,10 +308,22 @@ class AsyncClient(EventHelpers[Awaitable[AppendResult]]):
                     )
                 try:
                     return (await self.append_events([envelope]))[0]
-                except DecisionGraphError:
-                    async with self._lock:
+                except DecisionGraphError as exc:
+                    async with self._lock:  # the position was not used
                         if self._next_seq.get(trace_id) == trace_seq + 1:
                             self._next_seq[trace_id] = trace_seq
+                    fresh = await self._fresh_position(exc, envelope)
+                    if fresh is None:
+                        raise
+                # Another writer moved the trace on: once more, at its real end.
+                async with self._lock:
+                    self._next_seq[trace_id] = fresh + 1
+                try:
+                    return (await self.append_events([renumbered(envelope, fresh)]))[0]
+                except DecisionGraphError:
+                    async with self._lock:
+                        if self._next_seq.get(trace_id) == fresh + 1:
+                            self._next_seq[trace_id] = fresh
                     raise
 
         return run()
@@ -314,6 +379,14 @@ class AsyncClient(EventHelpers[Awaitable[AppendResult]]):
 
     def pending(self) -> int:
         return 0 if self._batcher is None else self._batcher.pending()
+
+    def delivery_status(self) -> DeliveryStatus:
+        """Buffered delivery at a glance: events pending, whether delivery is
+        stalled (server down, key refused) and the last error; never stalled
+        when not buffered."""
+        if self._batcher is None:
+            return DeliveryStatus(0, False, None)
+        return self._batcher.status()
 
     @property
     def delivery_errors(self) -> list[str]:

@@ -30,6 +30,13 @@ spool, so a clean exit never loses an event even when the server is down.
 
 Order: events leave in append order, one batch in flight at a time, so
 a trace's events reach the server in trace_seq order.
+
+A refused event takes no position: the client numbered the trace's later
+events after it, so the sender moves them down past it (and their default
+idempotency keys, which name the position, with them). The refused
+positions are kept in the spool (``gaps``) in the same transaction that
+sets the event aside, so a resend after a crash is numbered as before and
+stays a no-op on the server.
 """
 
 from __future__ import annotations
@@ -39,12 +46,15 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from queue import Empty, SimpleQueue
+from typing import Any
 
 import httpx
 
 from decisiongraph.core.envelope import EventEnvelope
-from decisiongraph.core.errors import DecisionGraphError
+from decisiongraph.core.errors import INVALID_ARGUMENT, DecisionGraphError
+from decisiongraph.core.helpers import default_idempotency_key
 from decisiongraph.sdk.errors import RETRYABLE_STATUSES, error_from_response
 from decisiongraph.sdk.retry import RetryPolicy
 from decisiongraph.sdk.spool import Spool, SpoolRow
@@ -67,6 +77,16 @@ class _Marker:
         self.deliver = deliver
         self.done = threading.Event()
         self.target = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryStatus:
+    """Where buffered delivery stands: ``stalled`` while the server cannot be
+    reached or refuses to take events now (``last_error`` says why)."""
+
+    pending: int
+    stalled: bool
+    last_error: str | None
 
 
 _STOP = object()
@@ -121,6 +141,10 @@ class Batcher:
         #: One line per event the server refused for good (kept in the spool's
         #: ``refused`` table) and per delivery stall (auth, conflicts).
         self.delivery_errors: list[str] = []
+        self._stalled = False
+        self._last_error: str | None = None
+        #: Refused positions per trace (client numbering), see the module docstring.
+        self._gaps: dict[str, list[int]] = spool.load_gaps(tenant)
         self._spooler = threading.Thread(target=self._spool_loop, name="dg-sdk-spool", daemon=True)
         self._sender = threading.Thread(target=self._send_loop, name="dg-sdk-sender", daemon=True)
         self._spooler.start()
@@ -160,6 +184,11 @@ class Batcher:
         """Events not yet stored by the server (queued or spooled)."""
         return self._queue.qsize() + self._spool.pending()
 
+    def status(self) -> DeliveryStatus:
+        """Whether delivery is stalled and why (the server down, a revoked key):
+        otherwise a stall shows only as ``pending()`` not going down."""
+        return DeliveryStatus(self.pending(), self._stalled, self._last_error)
+
     def close(self) -> None:
         """Deliver for up to ``close_timeout`` seconds, then spool the rest and stop."""
         if self._closed:
@@ -195,7 +224,7 @@ class Batcher:
         """
         # (rows written before the marker, marker)
         markers: list[tuple[int, _Marker]] = []
-        refused: list[tuple[str, str]] = []
+        refused: list[tuple[str, str, tuple[str, int]]] = []
         stop = False
         written: list[tuple[str | None, str]] = []
 
@@ -210,15 +239,22 @@ class Batcher:
                     try:
                         body = _dumps(item.to_dict())
                     except (TypeError, ValueError) as exc:
-                        where = f"{item.event_type} {item.trace_id}#{item.trace_seq}"
-                        refused.append((repr(item), f"{where}: {exc}"))
+                        # The gap is known before any later event is committed
+                        # (and so before the sender can see one).
+                        self._add_gap(item.trace_id, item.trace_seq)
+                        message = (
+                            f"{INVALID_ARGUMENT}: event {item.event_id} "
+                            f"(trace {item.trace_id}, {item.event_type}) refused: "
+                            f"not JSON-serializable: {exc}"
+                        )
+                        refused.append((repr(item), message, (item.trace_id, item.trace_seq)))
                         continue
                     written.append((self._tenant, body))
                     yield written[-1]
 
         ids = self._write(rows(), written)
-        for body, message in refused:
-            self._spool.record_rejected(self._tenant, body, message)
+        for body, message, gap in refused:
+            self._spool.record_rejected(self._tenant, body, message, gap)
             self.delivery_errors.append(message)
         if ids:
             self._last_spooled = ids[-1]
@@ -284,27 +320,78 @@ class Batcher:
         for marker in done:
             marker.done.set()
 
+    def _add_gap(self, trace_id: str, trace_seq: int) -> None:
+        gaps = self._gaps.setdefault(trace_id, [])
+        gaps.append(trace_seq)
+        gaps.sort()
+
+    def _moved(self, body: str) -> str:
+        """``body`` renumbered past its trace's refused positions (as is if none)."""
+        doc: dict[str, Any] = json.loads(body)
+        gaps = self._gaps.get(str(doc.get("trace_id")))
+        if not gaps:
+            return body
+        seq = int(doc["trace_seq"])
+        moved = seq - sum(1 for gap in gaps if gap < seq)
+        if moved == seq:
+            return body
+        trace_id, event_type = doc["trace_id"], doc["event_type"]
+        if doc.get("idempotency_key") == default_idempotency_key(event_type, trace_id, seq):
+            doc["idempotency_key"] = default_idempotency_key(event_type, trace_id, moved)
+        doc["trace_seq"] = moved
+        return _dumps(doc)
+
+    def _stall(self, message: str) -> None:
+        self._stalled = True
+        self._last_error = message
+
     def _send(self, rows: list[SpoolRow]) -> float | None:
         """Deliver ``rows``; None when done with them, else seconds to wait (0: backoff)."""
         tenant = rows[0][1]
+        bodies = [body for _, _, body in rows]
+        if self._gaps:
+            bodies = [self._moved(body) for body in bodies]
         try:
-            self._deliver(tenant, [body for _, _, body in rows])
+            self._deliver(tenant, bodies)
         except httpx.TransportError as exc:
             log.info("server unreachable, %d events wait in the spool: %s", len(rows), exc)
+            self._stall(f"server unreachable: {type(exc).__name__}: {exc}")
             return 0.0
         except DecisionGraphError as exc:
             if exc.status is None or exc.status in _HOLD_STATUSES:
+                self._stall(f"delivery stalled: {exc}")
                 if exc.status not in RETRYABLE_STATUSES:
-                    self.delivery_errors.append(f"delivery stalled: {exc}")
+                    message = f"delivery stalled: {exc}"
+                    if not self.delivery_errors or self.delivery_errors[-1] != message:
+                        self.delivery_errors.append(message)
                     return self._retry.cap
                 return 0.0
             if len(rows) > 1:
                 return self._send_one_by_one(rows)
-            self._spool.reject([rows[0][0]], f"{exc.code}: {exc}")
-            self.delivery_errors.append(f"{exc.code}: {exc}")
+            self._refuse(rows[0], bodies[0], exc)
             return None
+        self._stalled, self._last_error = False, None
         self._spool.remove_through(rows[-1][0])
         return None
+
+    def _refuse(self, row: SpoolRow, sent: str, exc: DecisionGraphError) -> None:
+        """Set a refused event aside for good; its position goes to the next event.
+
+        One line in ``delivery_errors`` names the event, its trace and the
+        code once (``str(exc)`` already starts with the code).
+        """
+        doc: dict[str, Any] = json.loads(sent)
+        trace_id = str(doc.get("trace_id"))
+        message = (
+            f"{exc.code}: event {doc.get('event_id')} (trace {trace_id}, "
+            f"{doc.get('event_type')} at trace_seq {doc.get('trace_seq')}) refused: "
+            f"{exc.message}"
+        )
+        # The gap is kept in the client's numbering: that of the spooled row.
+        spooled_seq = int(json.loads(row[2])["trace_seq"])
+        self._spool.reject(row[0], message, (trace_id, spooled_seq))
+        self._add_gap(trace_id, spooled_seq)
+        self.delivery_errors.append(message)
 
     def _send_one_by_one(self, rows: list[SpoolRow]) -> float | None:
         """A batch was refused: isolate the bad events, deliver the others in order."""

@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 from decisiongraph.core.envelope import StoredEvent
 from decisiongraph.core.errors import InvalidArgumentError
+from decisiongraph.core.helpers import require_text
 from decisiongraph.core.operator_records import AuditEntry, DeadLetter
 from decisiongraph.projections.digests import Digests
 from decisiongraph.query.graph import EdgePage, GraphEdgeCursor, GraphFilter, Subgraph
@@ -33,15 +34,20 @@ class Call(Generic[T]):
     decode: Callable[[Any], T]
     method: str = "GET"
     body: bytes | None = None
+    #: False for the audited operator actions: running one twice is two
+    #: actions (two audit entries, two replays), so such a call is retried
+    #: only when the request provably never reached the server.
+    idempotent: bool = True
 
 
 def _quoted(segment: str) -> str:
-    return quote(segment, safe="")
+    return quote(segment, safe="") if segment.strip(".") else "%2E" * len(segment)
 
 
 def trace_events(
     trace_id: str, since_trace_seq: int | None, limit: int | None
 ) -> Call[list[StoredEvent]]:
+    require_text(trace_id, "trace_id")
     return Call(
         f"/api/v1/traces/{_quoted(trace_id)}/events",
         {"since_trace_seq": since_trace_seq, "limit": limit},
@@ -50,6 +56,7 @@ def trace_events(
 
 
 def trace_summary(trace_id: str) -> Call[TraceSummary]:
+    require_text(trace_id, "trace_id")
     return Call(f"/api/v1/traces/{_quoted(trace_id)}", {}, results.trace_summary)
 
 
@@ -82,6 +89,8 @@ def list_traces(
 def subgraph(
     node_type: str, node_id: str, max_depth: int, filter_opts: GraphFilter | None
 ) -> Call[Subgraph]:
+    require_text(node_type, "node_type")
+    require_text(node_id, "node_id")
     # The library's rule: an explicit max_depth wins over the filter's.
     params: dict[str, Any] = {"node_type": node_type, "node_id": node_id}
     if filter_opts is None:
@@ -100,6 +109,7 @@ def subgraph(
 def node_edges(
     node: str, direction: str, cursor: GraphEdgeCursor | None, limit: int
 ) -> Call[EdgePage]:
+    require_text(node, "node")
     after = None
     if cursor is not None:
         if cursor.direction != direction:
@@ -189,6 +199,7 @@ def resolve_dead_letter(
         results.dead_letter,
         "POST",
         _json(document),
+        idempotent=False,
     )
 
 
@@ -199,6 +210,7 @@ def replay(reason: str, to_log_seq: int | None) -> Call[Digests]:
         _digests,
         "POST",
         _json({"reason": reason, "to_log_seq": to_log_seq}),
+        idempotent=False,
     )
 
 
@@ -209,6 +221,7 @@ def rebuild(projection: str, reason: str, confirm: str) -> Call[int]:
         lambda body: int(body["cursor"]),
         "POST",
         _json({"projection": projection, "reason": reason, "confirm": confirm}),
+        idempotent=False,
     )
 
 

@@ -15,6 +15,7 @@ delivers them (see ``sdk.batcher`` for exactly when an event is durable).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -29,7 +30,12 @@ from decisiongraph.core.clock import Clock, format_timestamp, system_clock
 from decisiongraph.core.envelope import EventEnvelope, StoredEvent, envelopes_from
 from decisiongraph.core.errors import DecisionGraphError, NotFoundError
 from decisiongraph.core.event_types import TRACE_STARTED
-from decisiongraph.core.helpers import ActorLike, EventHelpers, SourceLike
+from decisiongraph.core.helpers import (
+    ActorLike,
+    EventHelpers,
+    SourceLike,
+    default_idempotency_key,
+)
 from decisiongraph.core.operator_records import AuditEntry, DeadLetter
 from decisiongraph.projections.digests import Digests
 from decisiongraph.projections.rows import PROJECTION_NAMES, check_projection_names
@@ -39,12 +45,28 @@ from decisiongraph.query.precedents import PrecedentHit
 from decisiongraph.query.traces import TracePage, TraceSummary
 from decisiongraph.runtime.health import ProjectionStatus
 from decisiongraph.sdk import calls
-from decisiongraph.sdk.batcher import Batcher, auth_headers, open_buffered
-from decisiongraph.sdk.errors import RETRYABLE_STATUSES, error_from_response
+from decisiongraph.sdk.batcher import Batcher, DeliveryStatus, auth_headers, open_buffered
+from decisiongraph.sdk.errors import (
+    NOT_SENT,
+    RETRYABLE_STATUSES,
+    STALE_POSITION_CODES,
+    error_from_response,
+    unavailable,
+)
 from decisiongraph.sdk.results import AppendResult, SpooledEvent, appended_event, stored_event
 from decisiongraph.sdk.retry import RetryPolicy
 
 T = TypeVar("T")
+
+
+def renumbered(envelope: EventEnvelope, trace_seq: int) -> EventEnvelope:
+    """``envelope`` at another position: the same event id; a default
+    idempotency key (it names the position) follows the event there, a key of
+    the caller's own (or ``start:``/``finish:``) is kept."""
+    key = envelope.idempotency_key
+    if key == default_idempotency_key(envelope.event_type, envelope.trace_id, envelope.trace_seq):
+        key = default_idempotency_key(envelope.event_type, envelope.trace_id, trace_seq)
+    return dataclasses.replace(envelope, trace_seq=trace_seq, idempotency_key=key)
 
 
 def batch_body(envelopes: Sequence[EventEnvelope]) -> bytes:
@@ -139,8 +161,15 @@ class Client(EventHelpers[AppendResult]):
         *,
         content: bytes | None = None,
         params: Mapping[str, Any] | None = None,
+        idempotent: bool = True,
     ) -> httpx.Response:
-        """One call, retried on connection errors, 5xx and 429."""
+        """One call, retried on connection errors, 5xx and 429.
+
+        A call that must not run twice (``idempotent=False``: the audited
+        operator actions) is retried only when it provably never reached the
+        server: a failed connect, or a 429 (refused before it ran). A
+        transport failure comes out as the library's typed error.
+        """
         attempt = 0
         while True:
             attempt += 1
@@ -152,20 +181,30 @@ class Client(EventHelpers[AppendResult]):
                     content=content,
                     headers={"content-type": "application/json"} if content is not None else None,
                 )
-            except httpx.TransportError:
-                if attempt >= self._retry.attempts:
-                    raise
+            except httpx.TransportError as exc:
+                if attempt >= self._retry.attempts or not (idempotent or isinstance(exc, NOT_SENT)):
+                    raise unavailable(exc) from exc
                 time.sleep(self._retry.delay(attempt))
                 continue
             if response.status_code < 400:
                 return response
-            if response.status_code in RETRYABLE_STATUSES and attempt < self._retry.attempts:
+            if (
+                response.status_code in RETRYABLE_STATUSES
+                and (idempotent or response.status_code == 429)
+                and attempt < self._retry.attempts
+            ):
                 time.sleep(self._retry.delay(attempt, response.headers.get("retry-after")))
                 continue
             raise error_from_response(response)
 
     def _get(self, call: calls.Call[T]) -> T:
-        response = self._request(call.method, call.path, content=call.body, params=call.params)
+        response = self._request(
+            call.method,
+            call.path,
+            content=call.body,
+            params=call.params,
+            idempotent=call.idempotent,
+        )
         return call.decode(response.json())
 
     def close(self) -> None:
@@ -193,8 +232,11 @@ class Client(EventHelpers[AppendResult]):
         self, envelopes: Iterable[EventEnvelope | Mapping[str, Any]]
     ) -> list[StoredEvent]:
         """Append fully specified envelopes in one transaction (≤ 1,000), at once
-        (also on a buffered client)."""
+        (also on a buffered client). Nothing to append is no request: ``[]``,
+        as the embedded library answers."""
         items = envelopes_from(envelopes)
+        if not items:
+            return []
         response = self._request("POST", "/api/v1/events", content=batch_body(items))
         receipts = response.json()["events"]
         return [appended_event(e, r) for e, r in zip(items, receipts, strict=True)]
@@ -280,11 +322,43 @@ class Client(EventHelpers[AppendResult]):
             )
             try:
                 return self.append_events([envelope])[0]
-            except DecisionGraphError:
+            except DecisionGraphError as exc:
                 with self._seq_lock:  # the position was not used
                     if self._next_seq.get(trace_id) == trace_seq + 1:
                         self._next_seq[trace_id] = trace_seq
+                fresh = self._fresh_position(exc, envelope)
+                if fresh is None:
+                    raise
+            # Another writer moved the trace on: once more, at its real end.
+            retry = renumbered(envelope, fresh)
+            with self._seq_lock:
+                self._next_seq[trace_id] = fresh + 1
+            try:
+                return self.append_events([retry])[0]
+            except DecisionGraphError:
+                with self._seq_lock:
+                    if self._next_seq.get(trace_id) == fresh + 1:
+                        self._next_seq[trace_id] = fresh
                 raise
+
+    def _fresh_position(self, exc: DecisionGraphError, envelope: EventEnvelope) -> int | None:
+        """The trace's real next position when ``exc`` is a refusal caused by a
+        stale remembered one (another writer appended); else None.
+
+        Only a sequence or idempotency refusal can mean that, and only if the
+        server's position differs from the one tried; a TraceStarted has one
+        possible position. Re-sending elsewhere cannot store the event twice:
+        a refusal means it was not stored, and a caller's true retry still
+        reuses the first position and key (the remembered position is only
+        advanced by a success or by this re-read).
+        """
+        if exc.code not in STALE_POSITION_CODES or envelope.event_type == TRACE_STARTED:
+            return None
+        try:
+            fresh = self._server_next_seq(envelope.trace_id)
+        except DecisionGraphError:
+            return None
+        return None if fresh == envelope.trace_seq else fresh
 
     def _hand_over(
         self,
@@ -359,6 +433,14 @@ class Client(EventHelpers[AppendResult]):
     def pending(self) -> int:
         """Events appended but not yet stored by the server."""
         return 0 if self._batcher is None else self._batcher.pending()
+
+    def delivery_status(self) -> DeliveryStatus:
+        """Buffered delivery at a glance: events pending, whether delivery is
+        stalled (server down, key refused) and the last error; never stalled
+        when not buffered."""
+        if self._batcher is None:
+            return DeliveryStatus(0, False, None)
+        return self._batcher.status()
 
     @property
     def delivery_errors(self) -> list[str]:

@@ -6,9 +6,38 @@ from typing import Any
 
 import httpx
 
-from decisiongraph.core.errors import DecisionGraphError, error_for_code
+from decisiongraph.core.errors import (
+    EVENT_SEQUENCE_INVALID,
+    IDEMPOTENCY_CONFLICT,
+    DecisionGraphError,
+    StorageError,
+    error_for_code,
+)
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+#: Refusals a stale remembered trace position causes (another writer
+#: appended): the default key names the position, so either can come back.
+STALE_POSITION_CODES = frozenset({EVENT_SEQUENCE_INVALID, IDEMPOTENCY_CONFLICT})
+
+#: Transport failures that prove the request never reached the server: safe
+#: to retry even for a call that must not run twice.
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+def unavailable(exc: httpx.TransportError) -> DecisionGraphError:
+    """The typed error for a server that could not be reached or did not answer.
+
+    Agents catch ``DecisionGraphError`` (``code`` DG_ERR_STORAGE, as the
+    embedded library reports a database it cannot reach), not httpx's
+    exception tree; the original stays chained as ``__cause__``.
+    """
+    what = "timed out" if isinstance(exc, httpx.TimeoutException) else "unreachable"
+    error = StorageError(
+        f"DecisionGraph service unavailable ({what}): {type(exc).__name__}: {exc}",
+        details={"transport_error": type(exc).__name__},
+    )
+    return error
 
 
 def error_from_response(response: httpx.Response) -> DecisionGraphError:

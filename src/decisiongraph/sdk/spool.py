@@ -34,6 +34,12 @@ class Spool:
             "CREATE TABLE IF NOT EXISTS refused (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
             "spool_id INTEGER, tenant TEXT, body TEXT NOT NULL, error TEXT NOT NULL)"
         )
+        # Positions of refused events: the trace's later events, numbered
+        # after them by the client, are sent moved down past them.
+        self._conn.execute(
+            "CREATE TABLE IF NOT EXISTS gaps (tenant TEXT, trace_id TEXT NOT NULL, "
+            "trace_seq INTEGER NOT NULL)"
+        )
 
     def write(self, rows: Iterable[tuple[str | None, str]]) -> list[int]:
         """Append ``(tenant, body)`` rows in one transaction; their ids, in order.
@@ -96,25 +102,67 @@ class Spool:
         with self._lock:
             self._conn.execute("DELETE FROM spool WHERE id <= ?", (last_id,))
 
-    def reject(self, ids: list[int], error: str) -> None:
-        """Move rows the server refused for good out of the way (kept for inspection)."""
+    def reject(self, row_id: int, error: str, gap: tuple[str, int] | None) -> None:
+        """Move a row the server refused for good out of the way (kept for
+        inspection), recording the position it leaves free (``gap``: trace id,
+        trace_seq) in the same transaction, so a resend after a crash numbers
+        the trace's later events exactly as before."""
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
-            for row_id in ids:
+            try:
+                if gap is not None:
+                    self._conn.execute(
+                        "INSERT INTO gaps (tenant, trace_id, trace_seq) "
+                        "SELECT tenant, ?, ? FROM spool WHERE id = ?",
+                        (gap[0], gap[1], row_id),
+                    )
                 self._conn.execute(
                     "INSERT INTO refused (spool_id, tenant, body, error) "
                     "SELECT id, tenant, body, ? FROM spool WHERE id = ?",
                     (error, row_id),
                 )
                 self._conn.execute("DELETE FROM spool WHERE id = ?", (row_id,))
-            self._conn.execute("COMMIT")
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
 
-    def record_rejected(self, tenant: str | None, body: str, error: str) -> None:
+    def record_rejected(
+        self, tenant: str | None, body: str, error: str, gap: tuple[str, int]
+    ) -> None:
         """An event that never reached the spool (it could not be serialized)."""
         with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
             self._conn.execute(
                 "INSERT INTO refused (tenant, body, error) VALUES (?, ?, ?)", (tenant, body, error)
             )
+            self._conn.execute(
+                "INSERT INTO gaps (tenant, trace_id, trace_seq) VALUES (?, ?, ?)",
+                (tenant, gap[0], gap[1]),
+            )
+            self._conn.execute("COMMIT")
+
+    def load_gaps(self, tenant: str | None) -> dict[str, list[int]]:
+        """The gaps still in force, per trace (oldest first).
+
+        Gaps of traces with nothing left in the spool are dropped first: a
+        new client numbers such a trace from the server's own position, in
+        which the refused events never took a place.
+        """
+        with self._lock:
+            self._conn.execute(
+                "DELETE FROM gaps WHERE NOT EXISTS (SELECT 1 FROM spool WHERE "
+                "spool.tenant IS gaps.tenant AND "
+                "json_extract(spool.body, '$.trace_id') = gaps.trace_id)"
+            )
+            rows = self._conn.execute(
+                "SELECT trace_id, trace_seq FROM gaps WHERE tenant IS ? ORDER BY trace_seq",
+                (tenant,),
+            ).fetchall()
+        found: dict[str, list[int]] = {}
+        for trace_id, trace_seq in rows:
+            found.setdefault(str(trace_id), []).append(int(trace_seq))
+        return found
 
     def pending(self) -> int:
         with self._lock:

@@ -15,6 +15,7 @@ from decisiongraph.query.traces import TraceFilter
 from decisiongraph.query.traces import list_traces as list_trace_page
 from decisiongraph.runtime import operations
 from decisiongraph.service import models as m
+from decisiongraph.service.auth import bearer_key, key_id_of
 from decisiongraph.service.models import INT64_MAX
 from decisiongraph.service.routing import needs
 
@@ -65,6 +66,14 @@ def register(app: FastAPI, call: Caller) -> None:
     def actor(request: Request) -> str:
         return str(getattr(request.state, "account", "unknown"))
 
+    def context(request: Request) -> dict[str, Any]:
+        """Who asked, for the audit entry: the request id (also in the access
+        log and the response) and the API key's id, never the key itself."""
+        return {
+            "request_id": getattr(request.state, "request_id", None),
+            "key_id": key_id_of(bearer_key(request)),
+        }
+
     @app.post(
         "/api/v1/admin/dead-letters/{letter_id}/retry",
         response_model=m.DeadLetterOut,
@@ -76,7 +85,12 @@ def register(app: FastAPI, call: Caller) -> None:
         letter = await call(
             request,
             lambda store, tenant: operations.retry_dead_letter(
-                store, tenant, letter_id, actor=actor(request), reason=body.reason
+                store,
+                tenant,
+                letter_id,
+                actor=actor(request),
+                reason=body.reason,
+                context=context(request),
             ),
         )
         return m.DeadLetterOut.model_validate(letter.as_dict())
@@ -96,6 +110,7 @@ def register(app: FastAPI, call: Caller) -> None:
                 actor=actor(request),
                 reason=body.reason,
                 confirm=body.confirm,
+                context=context(request),
             ),
         )
         return m.DeadLetterOut.model_validate(letter.as_dict())
@@ -105,7 +120,12 @@ def register(app: FastAPI, call: Caller) -> None:
         replayed = await call(
             request,
             lambda store, tenant: operations.replay(
-                store, tenant, actor=actor(request), reason=body.reason, to_log_seq=body.to_log_seq
+                store,
+                tenant,
+                actor=actor(request),
+                reason=body.reason,
+                to_log_seq=body.to_log_seq,
+                context=context(request),
             ),
         )
         return m.ReplayResponse(
@@ -131,6 +151,7 @@ def register(app: FastAPI, call: Caller) -> None:
                 actor=actor(request),
                 reason=body.reason,
                 confirm=body.confirm,
+                context=context(request),
             ),
         )
         return m.RebuildResponse(projection=body.projection, cursor=cursor)

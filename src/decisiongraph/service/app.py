@@ -49,7 +49,12 @@ from decisiongraph.service.middleware import BodyLimit, RefuseNul, RequestContex
 from decisiongraph.service.models import INT64_MAX
 from decisiongraph.service.pool import StorePool
 from decisiongraph.service.ratelimit import RateLimiter
-from decisiongraph.service.routing import authenticated_routes, needs, secured_openapi
+from decisiongraph.service.routing import (
+    authenticated_routes,
+    literal_suffix_route,
+    needs,
+    secured_openapi,
+)
 from decisiongraph.service.settings import Settings
 from decisiongraph.store.migrations import migration_files
 from decisiongraph.store.postgres import is_postgres_url
@@ -67,8 +72,13 @@ def envelopes_of_body(raw: bytes, max_events: int) -> list[EventEnvelope]:
             raise InvalidArgumentError("'events' must be a non-empty array")
         if len(items) > max_events:
             raise ServiceError(f"At most {max_events} events per request", code=PAYLOAD_TOO_LARGE)
-    else:
+    elif isinstance(document, dict):
         items = [document]
+    else:  # a bare array is the usual slip: say what a batch looks like
+        raise InvalidArgumentError(
+            'The body must be one event envelope (a JSON object) or {"events": [...]}',
+            details={"body_type": type(document).__name__},
+        )
     return envelopes_from(items)
 
 
@@ -204,22 +214,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return Response(body, media_type="application/json")
 
     # -- reads ---------------------------------------------------------------
-    @app.get(
-        "/api/v1/traces/{trace_id}",
-        response_model=m.TraceSummaryOut,
-        openapi_extra=needs("events:read"),
-    )
-    async def get_trace(request: Request, trace_id: str) -> m.TraceSummaryOut:
-        summary = await call(
-            request, lambda store, tenant: get_trace_summary(store, tenant, trace_id)
-        )
-        return m.TraceSummaryOut.model_validate(summary, from_attributes=True)
-
-    @app.get(
-        "/api/v1/traces/{trace_id}/events",
-        response_model=m.TraceEventsResponse,
-        openapi_extra=needs("events:read"),
-    )
+    # Trace ids may hold "/" (and be "." or ".."): the id is one path
+    # segment, percent-encoded ("a/b" is "a%2Fb", ".." is "%2E%2E"). The
+    # server decodes the path before routing, so the events route is told
+    # apart on the raw path: it ends in a literal "/events" (an id ending in
+    # "/events" is sent as "...%2Fevents" and stays a summary). Unencoded
+    # slashes still work for every id that does not end in "/events".
     async def get_trace_events(
         request: Request,
         trace_id: str,
@@ -233,6 +233,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ),
         )
         return m.TraceEventsResponse(events=[m.EventOut.of(event) for event in events])
+
+    app.router.add_api_route(
+        "/api/v1/traces/{trace_id:path}/events",
+        get_trace_events,
+        methods=["GET"],
+        response_model=m.TraceEventsResponse,
+        openapi_extra=needs("events:read"),
+        route_class_override=literal_suffix_route(app.router.route_class, b"/events"),
+    )
+
+    @app.get(
+        "/api/v1/traces/{trace_id:path}",
+        response_model=m.TraceSummaryOut,
+        openapi_extra=needs("events:read"),
+    )
+    async def get_trace(request: Request, trace_id: str) -> m.TraceSummaryOut:
+        summary = await call(
+            request, lambda store, tenant: get_trace_summary(store, tenant, trace_id)
+        )
+        return m.TraceSummaryOut.model_validate(summary, from_attributes=True)
 
     @app.get(
         "/api/v1/graph/subgraph",
@@ -347,7 +367,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     stream.register(app, settings.stream_heartbeat)
 
     # -- operations ----------------------------------------------------------
-    @app.get("/healthz", response_model=m.Status, include_in_schema=True)
+    # HEAD too: load balancers and uptime checks often probe with HEAD.
+    @app.api_route("/healthz", methods=["GET", "HEAD"], response_model=m.Status)
     async def healthz() -> m.Status:
         return m.Status(status="ok")
 
@@ -356,7 +377,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         body = await run_in_threadpool(metrics.render)
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    @app.get("/readyz", response_model=m.Status)
+    @app.api_route("/readyz", methods=["GET", "HEAD"], response_model=m.Status)
     async def readyz(request: Request) -> Response:
         backend = "postgres" if request.app.state.pool.postgres else "sqlite"
         expected = {version for version, _, _ in migration_files(backend)}
@@ -364,7 +385,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         def check() -> bool:
             with request.app.state.pool.store() as store:
                 applied: set[int] = store.applied_migrations()
-            return expected <= applied
+            # Every authenticated request draws from the limiter: while its
+            # Redis is unreachable they all get 503, so the process is not ready.
+            return expected <= applied and limiter.ready()
 
         try:
             ready = await run_in_threadpool(check)

@@ -31,6 +31,13 @@ def bearer_key(request: Request) -> str:
     return key.strip()
 
 
+def key_id_of(key: str) -> str | None:
+    """The public id part of a key (``dgk_<key_id>_<secret>``): safe to log
+    and to audit, and what ``accounts revoke`` takes."""
+    parts = key.split("_", 2)
+    return parts[1] if len(parts) == 3 else None
+
+
 def choose_tenant(account: ServiceAccount, requested: str | None) -> str:
     if requested is None or requested == "":
         if len(account.tenants) == 1:

@@ -103,6 +103,18 @@ async def validation_error_handler(request: Request, exc: Exception) -> JSONResp
     assert isinstance(exc, RequestValidationError)
     if any(err.get("type") == "json_invalid" for err in exc.errors()):
         return error_response(request, MALFORMED_JSON, "Malformed JSON body")
+    content_type = request.headers.get("content-type", "")
+    if not _is_json(content_type) and _body_not_read(exc):
+        # FastAPI parses a body as JSON only when its Content-Type says so
+        # (strictly: a missing one does not count, which keeps browsers'
+        # "simple" cross-site requests out); anything else (curl -d sends a
+        # form type) reached the model as raw bytes. Name the real problem.
+        return error_response(
+            request,
+            core.INVALID_ARGUMENT,
+            "The body must be JSON sent with Content-Type: application/json",
+            {"content_type": content_type[:100] or None},
+        )
     problems = [
         {"location": ".".join(str(p) for p in err.get("loc", ())), "problem": str(err.get("msg"))}
         for err in exc.errors()
@@ -110,6 +122,18 @@ async def validation_error_handler(request: Request, exc: Exception) -> JSONResp
     return error_response(
         request, core.INVALID_ARGUMENT, "The request is not valid", {"problems": problems}
     )
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+def _body_not_read(exc: RequestValidationError) -> bool:
+    """Whether the body as a whole was refused (it never became an object)."""
+    return any(tuple(err.get("loc", ())) == ("body",) for err in exc.errors())
 
 
 ERROR_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {

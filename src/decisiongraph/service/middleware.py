@@ -171,7 +171,10 @@ class RequestContext:
 
     def _record(self, scope: Scope, state: dict[str, Any], status: int, elapsed: float) -> None:
         method = scope["method"]
-        template = getattr(scope.get("route"), "path", "unmatched")
+        # The template without converters ("{trace_id}", not "{trace_id:path}"):
+        # the label the OpenAPI document and dashboards use.
+        route = scope.get("route")
+        template = getattr(route, "path_format", None) or getattr(route, "path", "unmatched")
         self.metrics.requests.labels(method, template, str(status)).inc()
         self.metrics.latency.labels(method, template).observe(elapsed)
         log.info(

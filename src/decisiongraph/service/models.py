@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import orjson
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
 from decisiongraph.core.envelope import StoredEvent
@@ -275,6 +275,11 @@ class DeadLettersResponse(BaseModel):
 
 
 class ReasonIn(BaseModel):
+    """The body of every admin action. Unknown fields are refused: a typo
+    such as ``to_logseq`` must not quietly run a full replay instead."""
+
+    model_config = ConfigDict(extra="forbid")
+
     reason: Text = Field(min_length=1, max_length=2000)
 
 

@@ -3,6 +3,12 @@
 In-process by default; with ``DG_REDIS_URL`` the buckets live in Redis (one
 atomic Lua script per check), so every API process draws from the same
 bucket. Over the limit: 429 with ``Retry-After``.
+
+When Redis cannot be reached the limiter fails closed: the request gets 503
+``DG_ERR_STORAGE`` with ``Retry-After`` (and ``/readyz`` says not ready, so
+a load balancer drains the process). Failing open would let every process
+run unlimited for as long as Redis is down, which is exactly when a shared
+limit matters most; a 503 is honest and clients already retry it.
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from decisiongraph.core.errors import STORAGE
 from decisiongraph.service.errors import RATE_LIMITED, ServiceError
+from decisiongraph.service.settings import env_float
 
 CLASSES = ("write", "read", "admin")
 
@@ -23,9 +31,15 @@ CLASSES = ("write", "read", "admin")
 class Rates:
     """Requests per second per class; the burst is twice the rate."""
 
-    write: float = field(default_factory=lambda: float(os.environ.get("DG_RATE_WRITE", "200")))
-    read: float = field(default_factory=lambda: float(os.environ.get("DG_RATE_READ", "500")))
-    admin: float = field(default_factory=lambda: float(os.environ.get("DG_RATE_ADMIN", "10")))
+    write: float = field(
+        default_factory=lambda: env_float("DG_RATE_WRITE", 200.0, "requests/s", allow_zero=True)
+    )
+    read: float = field(
+        default_factory=lambda: env_float("DG_RATE_READ", 500.0, "requests/s", allow_zero=True)
+    )
+    admin: float = field(
+        default_factory=lambda: env_float("DG_RATE_ADMIN", 10.0, "requests/s", allow_zero=True)
+    )
 
     def of(self, route_class: str) -> float:
         rate: float = getattr(self, route_class)
@@ -35,6 +49,10 @@ class Rates:
 class Buckets(Protocol):
     def take(self, key: str, rate: float, burst: float) -> float:
         """0 when a token was taken, else seconds until one is available."""
+        ...
+
+    def ready(self) -> bool:
+        """Whether the buckets can be drawn from now (for ``/readyz``)."""
         ...
 
 
@@ -54,6 +72,9 @@ class LocalBuckets:
             self._state[key] = (tokens, now)
             return (1 - tokens) / rate
 
+    def ready(self) -> bool:
+        return True
+
 
 _LUA = """
 local tokens = tonumber(redis.call('HGET', KEYS[1], 't') or ARGV[2])
@@ -68,17 +89,47 @@ return tostring(wait)
 """
 
 
+# A limiter check sits in front of every request: a Redis that does not
+# answer must fail the request quickly, not hold a worker thread for good.
+REDIS_TIMEOUT_SECONDS = 2.0
+
+
+class RedisUnavailable(ServiceError):
+    """Redis could not be asked: the request is refused with 503 (fail closed)."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(
+            "The rate limiter's store (Redis) is unavailable",
+            code=STORAGE,
+            details={"retry_after": 1, "cause": type(cause).__name__},
+        )
+
+
 class RedisBuckets:
     def __init__(self, url: str) -> None:
         import redis
 
-        self._redis: Any = redis.Redis.from_url(url)
+        self._errors: tuple[type[Exception], ...] = (redis.RedisError, OSError)
+        self._redis: Any = redis.Redis.from_url(
+            url,
+            socket_timeout=REDIS_TIMEOUT_SECONDS,
+            socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+        )
         self._script = self._redis.register_script(_LUA)
 
     def take(self, key: str, rate: float, burst: float) -> float:
-        now = self._redis.time()
-        seconds = float(now[0]) + float(now[1]) / 1e6
-        return float(self._script(keys=[f"dg:rl:{key}"], args=[rate, burst, seconds]))
+        try:
+            now = self._redis.time()
+            seconds = float(now[0]) + float(now[1]) / 1e6
+            return float(self._script(keys=[f"dg:rl:{key}"], args=[rate, burst, seconds]))
+        except self._errors as exc:
+            raise RedisUnavailable(exc) from exc
+
+    def ready(self) -> bool:
+        try:
+            return bool(self._redis.ping())
+        except self._errors:
+            return False
 
 
 class RateLimiter:
@@ -86,6 +137,9 @@ class RateLimiter:
         self.rates = rates or Rates()
         url = os.environ.get("DG_REDIS_URL")
         self.buckets: Buckets = buckets or (RedisBuckets(url) if url else LocalBuckets())
+
+    def ready(self) -> bool:
+        return self.buckets.ready()
 
     def check(self, account: str, route_class: str) -> None:
         rate = self.rates.of(route_class)

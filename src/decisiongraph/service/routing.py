@@ -16,6 +16,8 @@ from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
+from starlette.routing import Match
+from starlette.types import Scope
 
 from decisiongraph.service.auth import Principal
 
@@ -63,6 +65,28 @@ def authenticated_routes(authenticate: Authenticate) -> type[APIRoute]:
             return authenticated
 
     return AuthenticatedRoute
+
+
+def literal_suffix_route(base: type[APIRoute], suffix: bytes) -> type[APIRoute]:
+    """``base`` matching only when the raw (still percent-encoded) path ends
+    in ``suffix``.
+
+    Routing sees the decoded path, where ``/traces/a%2Fevents`` (the summary
+    of trace ``a/events``) looks like ``/traces/a/events`` (the events of
+    trace ``a``). The raw path still tells them apart; a server that gives
+    no raw path falls back to the decoded one.
+    """
+
+    class LiteralSuffixRoute(base):  # type: ignore[valid-type,misc]
+        def matches(self, scope: Scope) -> tuple[Match, Scope]:
+            match, child = super().matches(scope)
+            raw = scope.get("raw_path")
+            literal = not isinstance(raw, bytes) or raw.split(b"?", 1)[0].endswith(suffix)
+            if match is not Match.NONE and not literal:
+                return Match.NONE, {}
+            return match, child
+
+    return LiteralSuffixRoute
 
 
 def secured_openapi(

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import socket
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import uvicorn
 from fastapi import FastAPI
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.supervisors import Multiprocess
 
-from decisiongraph.core.errors import InvalidArgumentError
+from decisiongraph.core.errors import InvalidArgumentError, NotFoundError
 from decisiongraph.service.app import create_app
+from decisiongraph.service.ratelimit import Rates
 from decisiongraph.service.settings import Settings
 from decisiongraph.store.postgres import is_postgres_url
 
@@ -42,6 +48,77 @@ def app_from_environment() -> FastAPI:
     return create_app(Settings(workers=False))
 
 
+def check_environment() -> None:
+    """Parse every numeric ``DG_*`` setting once, before anything starts.
+
+    The API processes read them again when they build their app; checking
+    here, in the process the operator started, turns a malformed value into
+    one ``DG_ERR_INVALID_ARGUMENT`` line rather than a traceback (or, with
+    several processes, a crash loop of children).
+    """
+    Settings()
+    Rates()
+
+
+def describe_database(db: str) -> str:
+    """The database for the startup line: a PostgreSQL URL without its
+    credentials (startup lines end up in shared logs), a SQLite path as given."""
+    if is_postgres_url(db):
+        parts = urlsplit(db)
+        where = parts.hostname or "local socket"
+        if parts.port:
+            where += f":{parts.port}"
+        return f"PostgreSQL {where}{parts.path or '/'}"
+    return f"SQLite {db}"
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind and listen before anything is announced.
+
+    A busy port is then a clean error instead of uvicorn's log line after
+    our banner; the socket is made with ``IPPROTO_TCP`` (see
+    :class:`NoDelayH11Protocol`) and is inheritable, so API processes can
+    share it.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise InvalidArgumentError(
+                f"port {port} on {host} is already in use; choose another with --port"
+            ) from None
+        raise InvalidArgumentError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+        ) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _url(host: str, sock: socket.socket) -> str:
+    port = sock.getsockname()[1]  # the real one when --port 0 asked for any
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+class _AnnouncingServer(uvicorn.Server):
+    """Prints the startup line once the app has started and the socket is
+    served, so that whoever reads it (an operator, the demo, a test) can
+    connect at once."""
+
+    def __init__(self, config: uvicorn.Config, line: str) -> None:
+        super().__init__(config)
+        self._line = line
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if not self.should_exit:
+            print(self._line, flush=True)
+
+
 def run_server(
     db: str,
     host: str = "127.0.0.1",
@@ -57,12 +134,19 @@ def run_server(
     processes on one socket; they are stateless, so this is the one-machine
     form of running API processes on many machines. Projection workers then
     run as ``decisiongraph worker`` processes.
+
+    One line on stdout says where it listens, on which database (and
+    whether that SQLite file was just created: serving a mistyped path
+    would otherwise look like an empty product) and where the projection
+    workers run.
     """
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if processes < 1:
         raise InvalidArgumentError("processes must be at least 1")
+    check_environment()
+    postgres = is_postgres_url(db)
     if processes > 1:
-        if not is_postgres_url(db):
+        if not postgres:
             raise InvalidArgumentError(
                 "Several API processes need PostgreSQL; SQLite is served by one process"
             )
@@ -70,18 +154,48 @@ def run_server(
             raise InvalidArgumentError(
                 "With several API processes run projection workers as `decisiongraph worker`"
             )
+    in_process = workers if workers is not None else not postgres
+    database = describe_database(db)
+    if not postgres:
+        path = Path(db)
+        if not path.exists():
+            if not path.parent.is_dir():
+                raise NotFoundError(f"directory '{path.parent}' of database '{db}' not found")
+            database += " (created new database)"
+        elif not path.is_file():
+            raise InvalidArgumentError(f"'{db}' is not a file")
+    where = (
+        "projection workers in-process"
+        if in_process
+        else "projection workers not in this process (run `decisiongraph worker`)"
+    )
+    if processes > 1:
         os.environ["DG_DB"] = db
-        uvicorn.run(
+        config = uvicorn.Config(
             "decisiongraph.service.server:app_from_environment",
             factory=True,
             workers=processes,
             http=NoDelayH11Protocol,
-            host=host,
-            port=port,
             log_level="warning",
             access_log=False,
         )
+        sock = _listen(host, port)
+        print(
+            f"DecisionGraph API listening on {_url(host, sock)}; {database}; "
+            f"{processes} API processes; {where}",
+            flush=True,
+        )
+        Multiprocess(config, sockets=[sock]).run()
         return
     base = settings or Settings(db=db, workers=workers)
-    app = create_app(base)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    sock = _listen(host, port)
+    try:
+        app = create_app(base)
+        config = uvicorn.Config(app, http=NoDelayH11Protocol, log_level="warning", access_log=False)
+        line = f"DecisionGraph API listening on {_url(host, sock)}; {database}; {where}"
+        server = _AnnouncingServer(config, line)
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+    if not server.started:
+        sys.exit(1)

@@ -7,6 +7,13 @@ this process wake streams at once; appends through other processes arrive
 by PostgreSQL NOTIFY; a timer covers lost notifications. Changes of a
 projection's status (healthy, catching_up, failed, ...) are sent as
 ``projection_status`` events.
+
+A stream lives far longer than a request, so the key that opened it is
+checked again: after every batch is read and before it is sent (an event
+appended after a revocation is never delivered), and every
+``KEY_RECHECK_SECONDS`` while idle. A revoked key, a disabled account, or a
+key that lost the tenant or the scope ends the stream with a
+``stream_closed`` event; the client's reconnect then gets 401/403/404.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import asyncio
 import contextlib
 import json
 import threading
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -25,10 +33,14 @@ from fastapi.responses import StreamingResponse
 from decisiongraph.core.errors import InvalidArgumentError
 from decisiongraph.runtime.health import projection_statuses
 from decisiongraph.runtime.wakeup import PostgresListener, Wakeup
+from decisiongraph.service.auth import bearer_key
 from decisiongraph.service.models import INT64_MAX, event_json
 from decisiongraph.service.routing import needs
 
 STREAM_BATCH = 500
+STREAM_SCOPE = "events:read"
+# How long an idle stream may go without checking its key again.
+KEY_RECHECK_SECONDS = 5.0
 
 
 class AppendSignal(Wakeup):
@@ -64,6 +76,17 @@ def start_signal(app: FastAPI, postgres_url: str | None) -> tuple[AppendSignal, 
     if postgres_url is not None:
         PostgresListener(postgres_url, signal, stop).start()
     return signal, stop
+
+
+def check_position(position: int, head: int, tenant_id: str) -> None:
+    """A stream resumes from a position the log has reached, like a replay:
+    one past the head names an event nobody has sent, and waiting for it
+    silently would hide the client's mistake (a wrong tenant or database)."""
+    if position > head:
+        raise InvalidArgumentError(
+            f"Resume position {position} is beyond the head of tenant {tenant_id}'s log ({head})",
+            details={"position": position, "head": head},
+        )
 
 
 def resume_position(header: str | None) -> int | None:
@@ -103,22 +126,40 @@ def register(app: FastAPI, heartbeat: float) -> None:
         request: Request, after: int | None = Query(default=None, ge=0, le=INT64_MAX)
     ) -> StreamingResponse:
         tenant = request.state.principal.tenant_id
+        key = bearer_key(request)
         pool = request.app.state.pool
         resume = resume_position(request.headers.get("last-event-id"))
-        if resume is not None:
-            position = resume
-        elif after is not None:
-            position = after
-        else:
-            with pool.store() as store:
-                position = await run_in_threadpool(store.get_last_log_seq, tenant)
+        if resume is None:
+            resume = after
 
-        def fetch(since: int) -> list[Any]:
+        def head() -> int:
+            with pool.store() as store:
+                last: int = store.get_last_log_seq(tenant)
+                return last
+
+        position = await run_in_threadpool(head)
+        if resume is not None:
+            check_position(resume, position, tenant)
+            position = resume
+
+        def still_allowed(store: Any) -> bool:
+            account = store.authenticate(key)
+            return (
+                account is not None and tenant in account.tenants and STREAM_SCOPE in account.scopes
+            )
+
+        def fetch(since: int, recheck: bool) -> tuple[list[Any], bool]:
+            """The next batch, and whether the key may still read it.
+
+            The key is checked after the read, so any event in the batch was
+            committed before the check: none appended after a revocation
+            gets through."""
             with pool.store() as store:
                 events: list[Any] = store.list_events(
                     tenant, since_log_seq=since, limit=STREAM_BATCH
                 )
-                return events
+                allowed = still_allowed(store) if events or recheck else True
+                return events, allowed
 
         def statuses() -> dict[str, str]:
             with pool.store() as store:
@@ -131,6 +172,7 @@ def register(app: FastAPI, heartbeat: float) -> None:
             idle = 0.0
             known: dict[str, str] = {}
             check_status = True
+            checked = time.monotonic()
             while not await request.is_disconnected():
                 if check_status:  # on connect and whenever the stream went idle
                     current = await run_in_threadpool(statuses)
@@ -141,7 +183,14 @@ def register(app: FastAPI, heartbeat: float) -> None:
                         payload = json.dumps(changed, sort_keys=True)
                         yield f"event: projection_status\ndata: {payload}\n\n"
                     check_status = False
-                batch = await run_in_threadpool(fetch, position)
+                recheck = time.monotonic() - checked >= KEY_RECHECK_SECONDS
+                batch, allowed = await run_in_threadpool(fetch, position, recheck)
+                if batch or recheck:
+                    checked = time.monotonic()
+                if not allowed:
+                    reason = json.dumps({"reason": "the key may no longer read this stream"})
+                    yield f"event: stream_closed\ndata: {reason}\n\n"
+                    return
                 for event in batch:
                     data = json.dumps(event_json(event), sort_keys=True, ensure_ascii=False)
                     yield f"id: {event.log_seq}\nevent: {event.event_type}\ndata: {data}\n\n"

@@ -9,7 +9,7 @@ action. Online rebuilds fill the shadow tables and swap them in atomically.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import astuple, dataclass
 from typing import Any
 
@@ -294,9 +294,19 @@ class SqlRuntime(SqlProjector):
         return DeadLetter(*row)
 
     def resolve_dead_letter(
-        self, tenant_id: str, dead_letter_id: int, *, action: str, actor: str, reason: str
+        self,
+        tenant_id: str,
+        dead_letter_id: int,
+        *,
+        action: str,
+        actor: str,
+        reason: str,
+        details: Mapping[str, Any] | None = None,
     ) -> DeadLetter:
-        """``retry`` (after a fix) or ``skip`` (never silent: audited) a dead letter."""
+        """``retry`` (after a fix) or ``skip`` (never silent: audited) a dead letter.
+
+        ``details`` (who asked: request and key ids) go into the audit entry
+        beside the letter's own."""
         if action not in ("retry", "skip"):
             raise InvalidArgumentError("action must be 'retry' or 'skip'")
         if not reason or not reason.strip():
@@ -327,7 +337,7 @@ class SqlRuntime(SqlProjector):
                 f"dead_letter.{action}",
                 f"{letter.projection_name}@{letter.log_seq}",
                 reason,
-                {"dead_letter_id": dead_letter_id, "event_id": letter.event_id},
+                {**(details or {}), "dead_letter_id": dead_letter_id, "event_id": letter.event_id},
             )
         return self.get_dead_letter(tenant_id, dead_letter_id)
 
