@@ -57,11 +57,18 @@ class Records(logging.Handler):
         self.records.append(record)
 
     def lines(self, count: int) -> list[dict[str, object]]:
-        """The access log's JSON lines, once there are ``count`` (a request is
-        logged just after its response has been sent)."""
+        """The access log's JSON lines (one per request, with its status), once
+        there are ``count`` (a request is logged just after its response has
+        been sent; an unhandled error's own line comes before it)."""
         deadline = time.monotonic() + 10
         while True:
-            found = [json.loads(r.getMessage()) for r in self.records if r.getMessage()[:1] == "{"]
+            found = [
+                line
+                for line in (
+                    json.loads(r.getMessage()) for r in self.records if r.getMessage()[:1] == "{"
+                )
+                if "status" in line
+            ]
             if len(found) >= count or time.monotonic() > deadline:
                 return found
             time.sleep(0.01)
