@@ -11,7 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+from fastapi.routing import APIRoute
 
+from decisiongraph.service.app import create_app
+from decisiongraph.service.routing import SCOPE_KEY
+from decisiongraph.service.settings import Settings
 from tests.conftest import load_golden
 from tests.runtime.support import wait_until
 from tests.service.conftest import Server
@@ -187,3 +191,13 @@ def test_openapi_describes_authentication_and_resolves_every_reference(server: S
     for ref in refs:
         assert ref.startswith("#/components/schemas/"), ref
         assert ref.rsplit("/", 1)[1] in spec["components"]["schemas"], ref
+
+
+def test_every_api_route_names_the_scope_it_needs() -> None:
+    """A route under /api/v1 without a scope would skip authentication (and
+    its handler would find no principal): each must name one."""
+    app = create_app(Settings(db=":memory:"))
+    api = [r for r in app.routes if isinstance(r, APIRoute) and r.path.startswith("/api/")]
+    assert len(api) >= 15
+    unscoped = [r.path for r in api if not (r.openapi_extra or {}).get(SCOPE_KEY)]
+    assert unscoped == []
