@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
+
 from tests.conftest import GOLDEN_SCENARIOS, load_golden
 from tests.service.conftest import ROOT, start_server
 from tests.service.test_api import wait_for_digests
@@ -37,6 +39,19 @@ def test_processes_share_the_port_and_the_database(pg_url: str) -> None:
                     assert response.status_code == 200, response.text
             with running.client("golden", tenant=scenario) as client:
                 assert wait_for_digests(client, expected) == expected
+        # Whichever process answers the scrape, it counts every process's posts.
+        posted = sum(len(load_golden(scenario)[0]) for scenario in GOLDEN_SCENARIOS)
+        for _ in range(3):  # separate connections: likely different processes
+            text = httpx.get(f"{running.url}/metrics", timeout=10).text
+            counted = sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith("dg_http_requests_total{")
+                and 'method="POST"' in line
+                and 'route="/api/v1/events"' in line
+                and 'status="200"' in line
+            )
+            assert counted == posted
     finally:
         for process in (running.process, worker):
             process.terminate()

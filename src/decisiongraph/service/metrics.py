@@ -6,11 +6,13 @@ tenant/projection names: nothing secret, no configuration.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from decisiongraph.runtime.health import projection_statuses
@@ -62,7 +64,16 @@ class Metrics:
         self.appended = Counter(
             "dg_events_appended", "Events stored (not repeats)", ["tenant"], registry=self.registry
         )
-        self.registry.register(LagCollector(pool))
+        self._lag = LagCollector(pool)
+        self.registry.register(self._lag)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        """The exposition text; with several API processes (``serve
+        --processes``, which sets ``PROMETHEUS_MULTIPROC_DIR``), the counts
+        of all of them, whichever one the scrape reached."""
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            return generate_latest(self.registry)
+        combined = CollectorRegistry()
+        MultiProcessCollector(combined)  # type: ignore[no-untyped-call]
+        combined.register(self._lag)
+        return generate_latest(combined)

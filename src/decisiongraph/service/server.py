@@ -7,8 +7,10 @@ import contextlib
 import errno
 import logging
 import os
+import shutil
 import socket
 import sys
+import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -185,7 +187,14 @@ def run_server(
             f"{processes} API processes; {where}",
             flush=True,
         )
-        Multiprocess(config, sockets=[sock]).run()
+        # The API processes count requests in files here, so that a scrape
+        # of /metrics, whichever process answers it, reports all of them.
+        metrics_dir = tempfile.mkdtemp(prefix="dg-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        try:
+            Multiprocess(config, sockets=[sock]).run()
+        finally:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
         return
     base = settings or Settings(db=db, workers=workers)
     sock = _listen(host, port)
