@@ -67,3 +67,19 @@ def test_metrics(server: Server) -> None:
     assert "dg_http_request_duration_seconds_bucket" in text
     assert "dg_projection_lag_events" in text
     assert "dgk_" not in text and "Bearer" not in text
+
+
+def test_metrics_can_require_a_token(tmp_path: object) -> None:
+    server = start_server(str(tmp_path / "m.db"), env={"DG_METRICS_TOKEN": "s3cret"})  # type: ignore[operator]
+    try:
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
+            refused = httpx.get(f"{server.url}/metrics", headers=headers)
+            assert refused.status_code == 401
+            assert refused.json()["error"]["code"] == "DG_ERR_UNAUTHENTICATED"
+            assert "dg_http_requests_total" not in refused.text
+        allowed = httpx.get(f"{server.url}/metrics", headers={"Authorization": "Bearer s3cret"})
+        assert allowed.status_code == 200 and "dg_http_requests_total" in allowed.text
+        assert httpx.get(f"{server.url}/healthz").status_code == 200  # probes stay open
+    finally:
+        server.process.terminate()
+        server.process.wait(30)

@@ -6,6 +6,7 @@ same models the handlers return.
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -373,7 +374,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return m.Status(status="ok")
 
     @app.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
-    async def prometheus() -> Response:
+    async def prometheus(request: Request) -> Response:
+        if settings.metrics_token is not None:
+            supplied = request.headers.get("authorization", "").encode()
+            expected = f"Bearer {settings.metrics_token}".encode()
+            if not hmac.compare_digest(supplied, expected):
+                return error_response(
+                    request, UNAUTHENTICATED, "/metrics needs the bearer token of DG_METRICS_TOKEN"
+                )
         body = await run_in_threadpool(metrics.render)
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 

@@ -26,6 +26,7 @@ ENVIRONMENT: tuple[tuple[str, str], ...] = (
     ("DG_STORE_POOL", "database connections per API process (default 4)"),
     ("DG_STREAM_HEARTBEAT", "seconds between keep-alives on an idle event stream (default 15)"),
     ("DG_NOTIFY", "0 turns PostgreSQL LISTEN/NOTIFY wake-ups off (workers only poll)"),
+    ("DG_METRICS_TOKEN", "when set, /metrics needs `Authorization: Bearer <token>`"),
 )
 
 
@@ -74,4 +75,9 @@ class Settings:
     #: Seconds between keep-alive comments on an idle event stream.
     stream_heartbeat: float = field(
         default_factory=lambda: env_float("DG_STREAM_HEARTBEAT", 15.0, "seconds")
+    )
+    #: A bearer token /metrics asks for (tenant names are in its labels);
+    #: None leaves it open, as Prometheus scrapers usually expect.
+    metrics_token: str | None = field(
+        default_factory=lambda: os.environ.get("DG_METRICS_TOKEN", "").strip() or None
     )
