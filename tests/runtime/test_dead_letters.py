@@ -18,6 +18,7 @@ import psycopg
 import pytest
 
 from decisiongraph.core.errors import DecisionGraphError
+from decisiongraph.core.operator_records import DeadLetter
 from decisiongraph.projections import batch
 from decisiongraph.projections.rows import (
     CONTEXT_GRAPH,
@@ -316,15 +317,23 @@ def test_a_plain_exception_in_a_fold_is_dead_lettered_after_the_good_events(
     assert store.digests(T).trace_summary == replay_digests(store, T).trace_summary
 
 
-def skip_in_every_projection(poisoned: Poisoned) -> int:
-    """Dead-letter the tampered event in every projection, skip it there
-    (audited), and catch every projection up to the head, which is returned."""
+def skip_where_it_failed(poisoned: Poisoned) -> tuple[DeadLetter, int]:
+    """Let the worker dead-letter the tampered event, skip it (audited) and
+    catch that projection up; the letter and the head are returned."""
     store, worker = poisoned.store, poisoned.worker()
     step_until(worker, lambda: worker.parked)
     (letter,) = store.dead_letters(T)
     store.resolve_dead_letter(T, letter.id, action="skip", actor="ops", reason="known bad row")
     head = store.get_last_log_seq(T)
     step_until(worker, lambda: store.projection_cursor(T, P) == head)
+    return letter, head
+
+
+def skip_in_every_projection(poisoned: Poisoned) -> int:
+    """Dead-letter the tampered event in every projection, skip it there
+    (audited), and catch every projection up to the head, which is returned."""
+    store = poisoned.store
+    letter, head = skip_where_it_failed(poisoned)
     for name in (CONTEXT_GRAPH, PRECEDENT_INDEX, POLICY_EVAL_INDEX):  # these never met it
         letter_for = store.add_dead_letter(
             T,
@@ -357,12 +366,8 @@ def test_compare_after_an_audited_skip_rebuilds_with_the_same_skip(poisoned: Poi
 
 
 def test_compare_honours_a_skip_of_one_projection_only(poisoned: Poisoned) -> None:
-    store, worker = poisoned.store, poisoned.worker()
-    step_until(worker, lambda: worker.parked)
-    (letter,) = store.dead_letters(T)
-    store.resolve_dead_letter(T, letter.id, action="skip", actor="ops", reason="known bad row")
-    head = store.get_last_log_seq(T)
-    step_until(worker, lambda: store.projection_cursor(T, P) == head)
+    store = poisoned.store
+    _, head = skip_where_it_failed(poisoned)
     # The other projections still stop at the tampered event: compared there.
     comparison = compare_with_rebuild(store, T)
     assert comparison.match, comparison.first_difference
