@@ -38,6 +38,7 @@ from decisiongraph.store.migrations import migration_files
 from decisiongraph.store.sql_backend import Streamer, chunks
 from decisiongraph.store.sql_base import SqlEventStore
 from decisiongraph.store.sql_log import KeyTaken
+from decisiongraph.store.sqlite_checkpoint import Checkpointer
 from decisiongraph.store.sqlite_readers import ReadConnections, WriterLock, open_read_only
 
 _INSERT = (
@@ -108,6 +109,7 @@ class SQLiteEventStore(SqlEventStore):
         self._path = path
         self._wal = False
         self._readers: ReadConnections | None = None
+        self._checkpointer: Checkpointer | None = None
         try:
             if read_only:
                 uri = f"file:{quote(str(Path(path).resolve()))}?mode=ro"
@@ -124,10 +126,11 @@ class SQLiteEventStore(SqlEventStore):
                     self._conn.execute("PRAGMA journal_mode = WAL")
                     self._wal = True
                     self._conn.execute("PRAGMA synchronous = NORMAL")
-                    # Fewer, larger checkpoints: each one is an fsync, and a
-                    # page rewritten by several batches is copied back once.
-                    # The log may grow to ~400 MB under heavy writes; it is
-                    # reused after each checkpoint and removed on close.
+                    # Checkpoints run beside the writer (sqlite_checkpoint);
+                    # SQLite's own, inside a commit, is the backstop for a
+                    # log that thread cannot rewind. Rare and large: each is
+                    # an fsync, and a page rewritten by several batches is
+                    # copied back once. The log is removed on close.
                     self._conn.execute("PRAGMA wal_autocheckpoint = 100000")
                 self._conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
                 self._conn.execute("PRAGMA temp_store = MEMORY")
@@ -139,6 +142,9 @@ class SQLiteEventStore(SqlEventStore):
                     # the process has changed its working directory.
                     self._path = str(Path(path).resolve())
                     self._readers = ReadConnections(self._path)
+                    self._checkpointer = Checkpointer(
+                        self._path, self._lock, paused=lambda: self._bulk_depth > 0
+                    )
         except sqlite3.Error as exc:
             raise StorageError(f"Cannot open SQLite database '{path}': {exc}") from exc
 
@@ -160,6 +166,8 @@ class SQLiteEventStore(SqlEventStore):
                 )
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         with self._lock:
             if self._readers is not None:
                 self._readers.close()
@@ -178,8 +186,13 @@ class SQLiteEventStore(SqlEventStore):
                 raise
             else:
                 cur.execute("COMMIT")
+                self._committed()
             finally:
                 cur.close()
+
+    def _committed(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.nudge()
 
     @contextmanager
     def _append_txn(self) -> Iterator[sqlite3.Cursor]:
@@ -198,6 +211,7 @@ class SQLiteEventStore(SqlEventStore):
             else:
                 cur.execute("COMMIT")
                 self._cache.commit()
+                self._committed()
             finally:
                 cur.close()
 

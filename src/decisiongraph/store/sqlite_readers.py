@@ -33,8 +33,8 @@ class WriterLock:
         self._lock = threading.RLock()
         self._mine = threading.local()
 
-    def acquire(self, blocking: bool = True) -> bool:
-        if not self._lock.acquire(blocking):
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if not self._lock.acquire(blocking, timeout):
             return False
         self._mine.depth = getattr(self._mine, "depth", 0) + 1
         return True
