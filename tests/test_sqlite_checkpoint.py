@@ -8,6 +8,7 @@ stands in for the store's, so that any rewind seen is the checkpointer's.
 
 from __future__ import annotations
 
+import gc
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -139,3 +140,12 @@ def test_the_store_runs_one_for_a_file_and_stops_it_on_close(tmp_path: Path) -> 
     store.close()
     assert not checkpointer._thread.is_alive()
     assert SQLiteEventStore(":memory:")._checkpointer is None
+
+
+def test_a_store_collected_unclosed_stops_its_checkpointer(tmp_path: Path) -> None:
+    store = SQLiteEventStore(tmp_path / "forgotten.db")
+    checkpointer = store._checkpointer
+    assert checkpointer is not None
+    del store
+    gc.collect()
+    wait_until(lambda: not checkpointer._thread.is_alive(), 10, "the thread to stop")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -142,11 +143,23 @@ class SQLiteEventStore(SqlEventStore):
                     # the process has changed its working directory.
                     self._path = str(Path(path).resolve())
                     self._readers = ReadConnections(self._path)
-                    self._checkpointer = Checkpointer(
-                        self._path, self._lock, paused=lambda: self._bulk_depth > 0
-                    )
+                    self._checkpointer = self._start_checkpointer()
         except sqlite3.Error as exc:
             raise StorageError(f"Cannot open SQLite database '{path}': {exc}") from exc
+
+    def _start_checkpointer(self) -> Checkpointer:
+        """The log's checkpoints, beside this store's writer; stopped when the
+        store is closed, or collected unclosed (the thread holds no reference
+        to the store)."""
+        me = weakref.ref(self)
+
+        def bulk_running() -> bool:
+            store = me()
+            return store is not None and store._bulk_depth > 0
+
+        checkpointer = Checkpointer(self._path, self._lock, paused=bulk_running)
+        weakref.finalize(self, checkpointer.close)
+        return checkpointer
 
     def _migrate(self) -> None:
         with self._write() as cur:

@@ -73,10 +73,11 @@ class Checkpointer:
         self._wake.set()
 
     def close(self) -> None:
-        """Stop after the round in progress, if any."""
+        """Stop after the round in progress, if any (idempotent)."""
         self._stop.set()
         self._wake.set()
-        self._thread.join()
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
 
     def _run(self) -> None:
         try:
