@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from decisiongraph.core.errors import DecisionGraphError, InvalidArgumentError
+from decisiongraph.core.fast_init import fast_frozen_init
 from decisiongraph.core.refs import ActorRef, SourceRef
 
 DEFAULT_TENANT = "default"
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class EventEnvelope:
     """What a producer submits."""
@@ -53,6 +55,7 @@ class EventEnvelope:
         }
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class StoredEvent:
     """An envelope plus the fields the store assigned."""

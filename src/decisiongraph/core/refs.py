@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from decisiongraph.core.errors import InvalidArgumentError
+from decisiongraph.core.fast_init import fast_frozen_init
 
 
 def _nested(
@@ -36,6 +37,7 @@ def _nested(
     return serialized
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class ActorRef:
     actor_type: str
@@ -45,6 +47,7 @@ class ActorRef:
         return {"actor_type": self.actor_type, "actor_id": self.actor_id}
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class SourceRef:
     producer_id: str

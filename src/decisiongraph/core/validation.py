@@ -15,6 +15,7 @@ from decisiongraph.core.canonical_json import compiled, json_p_plain
 from decisiongraph.core.envelope import EventEnvelope
 from decisiongraph.core.errors import InvalidArgumentError, SchemaViolationError
 from decisiongraph.core.event_types import check_payload_shape
+from decisiongraph.core.fast_init import fast_frozen_init
 from decisiongraph.core.hashing import sha256_text
 from decisiongraph.core.pii import check_no_secrets, find_forbidden
 from decisiongraph.core.refs import ActorRef, SourceRef
@@ -27,6 +28,7 @@ _SAFETY = compiled(json.JSONEncoder(ensure_ascii=False, sort_keys=True, separato
 _SCOPE = compiled(json.JSONEncoder(ensure_ascii=False, separators=(",", ":")))
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class ValidatedEvent:
     """An envelope that passed validation, with its derived columns."""
