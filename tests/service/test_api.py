@@ -144,4 +144,25 @@ def test_openapi_and_operations(server: Server) -> None:
         spec = client.get("/openapi.json").json()
         assert "/api/v1/events" in spec["paths"]
         assert "oneOf" in json.dumps(spec["paths"]["/api/v1/events"]["post"]["requestBody"])
+        operations = [
+            operation
+            for item in spec["paths"].values()
+            for operation in item.values()
+            if isinstance(operation, dict) and "responses" in operation
+        ]
+        ids = [operation["operationId"] for operation in operations]
+        assert len(ids) == len(set(ids)), "operationIds must be unique"
+        # Authenticated answers declare the rate-limit headers they carry.
+        post = spec["paths"]["/api/v1/events"]["post"]["responses"]
+        assert (
+            set(post["200"]["headers"])
+            == set(post["429"]["headers"])
+            == {
+                "RateLimit-Limit",
+                "RateLimit-Remaining",
+                "RateLimit-Reset",
+            }
+        )
+        assert "headers" not in spec["paths"]["/healthz"]["get"]["responses"]["200"]
+        assert client.head("/healthz").status_code == 200
         assert client.get("/docs").status_code == 200

@@ -32,9 +32,19 @@ def test_rate_limit_answers_429_with_retry_after(tmp_path: object) -> None:
     server = start_server(str(tmp_path / "rl.db"), env={"DG_RATE_READ": "2"})  # type: ignore[operator]
     try:
         with server.client("reader") as reader:
+            first = reader.get("/api/v1/projections")
+            assert first.headers["RateLimit-Limit"] == "4"  # the burst: twice the rate
+            assert first.headers["RateLimit-Remaining"] == "3"
+            assert 1 <= int(first.headers["RateLimit-Reset"]) <= 2
             limited = hit_until_limited(reader)
             assert limited.json()["error"]["code"] == "DG_ERR_RATE_LIMITED"
             assert int(limited.headers["Retry-After"]) >= 1
+            assert limited.headers["RateLimit-Remaining"] == "0"
+            assert limited.headers["RateLimit-Limit"] == "4"
+            # Unauthenticated answers and unlimited routes draw on no bucket.
+            assert "RateLimit-Limit" not in httpx.get(f"{server.url}/healthz").headers
+            anonymous = httpx.get(f"{server.url}/api/v1/projections")
+            assert anonymous.status_code == 401 and "RateLimit-Limit" not in anonymous.headers
         with server.client("writer") as other_account:  # buckets are per account
             assert other_account.get("/api/v1/projections").status_code == 200
     finally:
@@ -50,9 +60,17 @@ def test_redis_buckets_are_shared_between_processes(tmp_path: object) -> None:
     second = start_server(str(tmp_path / "b.db"), env=env)  # type: ignore[operator]
     try:
         with first.client("reader") as a, second.client("reader") as b:
-            statuses = [a.get("/api/v1/projections").status_code for _ in range(2)]
-            statuses += [b.get("/api/v1/projections").status_code for _ in range(2)]
+            answers = [a.get("/api/v1/projections") for _ in range(2)]
+            answers += [b.get("/api/v1/projections") for _ in range(2)]
+        statuses = [answer.status_code for answer in answers]
         assert statuses.count(429) >= 2  # burst 2 drawn from one shared bucket
+        # The quota comes from the shared bucket too, whichever process answers.
+        assert all(answer.headers["RateLimit-Limit"] == "2" for answer in answers)
+        assert all(
+            answer.headers["RateLimit-Remaining"] == "0"
+            for answer in answers
+            if answer.status_code == 429
+        )
     finally:
         for server in (first, second):
             server.process.terminate()

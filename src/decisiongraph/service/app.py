@@ -49,7 +49,7 @@ from decisiongraph.service.metrics import Metrics
 from decisiongraph.service.middleware import BodyLimit, RefuseNul, RequestContext
 from decisiongraph.service.models import INT64_MAX
 from decisiongraph.service.pool import StorePool
-from decisiongraph.service.ratelimit import RateLimiter
+from decisiongraph.service.ratelimit import RateLimited, RateLimiter
 from decisiongraph.service.routing import (
     authenticated_routes,
     literal_suffix_route,
@@ -144,7 +144,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         route_class = (
             "admin" if scope == "admin" else "write" if scope.endswith(":write") else "read"
         )
-        limiter.check(account.name, route_class)
+        try:  # the quota's headers go on the answer (see RequestContext)
+            request.state.quota = limiter.check(account.name, route_class)
+        except RateLimited as refused:
+            request.state.quota = refused.quota
+            raise
         request.state.tenant = tenant
         request.state.account = account.name
         return Principal(account, tenant)
@@ -368,8 +372,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     stream.register(app, settings.stream_heartbeat)
 
     # -- operations ----------------------------------------------------------
-    # HEAD too: load balancers and uptime checks often probe with HEAD.
-    @app.api_route("/healthz", methods=["GET", "HEAD"], response_model=m.Status)
+    @app.get("/healthz", response_model=m.Status)
     async def healthz() -> m.Status:
         return m.Status(status="ok")
 
@@ -385,7 +388,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         body = await run_in_threadpool(metrics.render)
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    @app.api_route("/readyz", methods=["GET", "HEAD"], response_model=m.Status)
+    @app.get("/readyz", response_model=m.Status)
     async def readyz(request: Request) -> Response:
         backend = "postgres" if request.app.state.pool.postgres else "sqlite"
         expected = {version for version, _, _ in migration_files(backend)}
@@ -405,4 +408,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return error_response(request, "DG_ERR_STORAGE", "Not ready")
         return Response(m.Status(status="ready").model_dump_json(), media_type="application/json")
 
+    # HEAD too: load balancers and uptime checks often probe with HEAD. Routes
+    # of their own, out of the schema: one route for both methods would give
+    # the OpenAPI document two operations with one operationId.
+    for path, probe in (("/healthz", healthz), ("/readyz", readyz)):
+        app.add_api_route(path, probe, methods=["HEAD"], include_in_schema=False)
     return app

@@ -106,8 +106,9 @@ class RefuseNul:
 
 class RequestContext:
     """A request id on every response (the caller's ``X-Request-ID`` when it
-    is well formed), request counts and latencies by route template, one
-    JSON access-log line per request, and a bare 500 for an unexpected bug.
+    is well formed), the caller's rate-limit quota when a route drew on it,
+    request counts and latencies by route template, one JSON access-log line
+    per request, and a bare 500 for an unexpected bug.
 
     Latency is measured to the start of the response, so a long-lived event
     stream counts as the time it took to open.
@@ -141,6 +142,9 @@ class RequestContext:
                 headers = list(message.get("headers") or ())
                 if not any(name.lower() == _REQUEST_ID_HEADER for name, _ in headers):
                     headers.append((_REQUEST_ID_HEADER, request_id.encode("latin-1")))
+                quota = state.get("quota")
+                if quota is not None:
+                    headers.extend(quota.headers())
                 message = {**message, "headers": headers}
             await send(message)
 

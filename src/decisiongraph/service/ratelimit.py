@@ -2,7 +2,10 @@
 
 In-process by default; with ``DG_REDIS_URL`` the buckets live in Redis (one
 atomic Lua script per check), so every API process draws from the same
-bucket. Over the limit: 429 with ``Retry-After``.
+bucket. Over the limit: 429 with ``Retry-After``. Every answer to an
+authenticated request says what is left (``RateLimit-Limit``,
+``RateLimit-Remaining``, ``RateLimit-Reset``, as in the IETF draft), so a
+client can pace itself instead of discovering the limit by a 429.
 
 When Redis cannot be reached the limiter fails closed: the request gets 503
 ``DG_ERR_STORAGE`` with ``Retry-After`` (and ``/readyz`` says not ready, so
@@ -46,9 +49,39 @@ class Rates:
         return rate
 
 
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """One bucket after a request drew from it."""
+
+    limit: int  # the burst: requests that may be made at once
+    remaining: int  # whole tokens left
+    reset: int  # seconds until the bucket is full again
+    retry_after: int  # 0 when the request may go ahead, else seconds to wait
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [
+            (b"ratelimit-limit", str(self.limit).encode()),
+            (b"ratelimit-remaining", str(self.remaining).encode()),
+            (b"ratelimit-reset", str(self.reset).encode()),
+        ]
+
+
+class RateLimited(ServiceError):
+    """429 ``DG_ERR_RATE_LIMITED``, with the bucket that refused."""
+
+    def __init__(self, route_class: str, quota: Quota) -> None:
+        super().__init__(
+            f"Rate limit for {route_class} requests exceeded",
+            code=RATE_LIMITED,
+            details={"retry_after": quota.retry_after, "class": route_class},
+        )
+        self.quota = quota
+
+
 class Buckets(Protocol):
-    def take(self, key: str, rate: float, burst: float) -> float:
-        """0 when a token was taken, else seconds until one is available."""
+    def take(self, key: str, rate: float, burst: float) -> tuple[float, float]:
+        """(0, tokens left) when a token was taken, else (seconds until one
+        is available, tokens there are)."""
         ...
 
     def ready(self) -> bool:
@@ -61,16 +94,16 @@ class LocalBuckets:
         self._lock = threading.Lock()
         self._state: dict[str, tuple[float, float]] = {}
 
-    def take(self, key: str, rate: float, burst: float) -> float:
+    def take(self, key: str, rate: float, burst: float) -> tuple[float, float]:
         now = time.monotonic()
         with self._lock:
             tokens, stamp = self._state.get(key, (burst, now))
             tokens = min(burst, tokens + (now - stamp) * rate)
             if tokens >= 1:
                 self._state[key] = (tokens - 1, now)
-                return 0.0
+                return 0.0, tokens - 1
             self._state[key] = (tokens, now)
-            return (1 - tokens) / rate
+            return (1 - tokens) / rate, tokens
 
     def ready(self) -> bool:
         return True
@@ -85,7 +118,7 @@ local wait = 0
 if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
 redis.call('HSET', KEYS[1], 't', tokens, 's', now)
 redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 1)
-return tostring(wait)
+return {tostring(wait), tostring(tokens)}
 """
 
 
@@ -117,11 +150,12 @@ class RedisBuckets:
         )
         self._script = self._redis.register_script(_LUA)
 
-    def take(self, key: str, rate: float, burst: float) -> float:
+    def take(self, key: str, rate: float, burst: float) -> tuple[float, float]:
         try:
             now = self._redis.time()
             seconds = float(now[0]) + float(now[1]) / 1e6
-            return float(self._script(keys=[f"dg:rl:{key}"], args=[rate, burst, seconds]))
+            wait, tokens = self._script(keys=[f"dg:rl:{key}"], args=[rate, burst, seconds])
+            return float(wait), float(tokens)
         except self._errors as exc:
             raise RedisUnavailable(exc) from exc
 
@@ -141,14 +175,24 @@ class RateLimiter:
     def ready(self) -> bool:
         return self.buckets.ready()
 
-    def check(self, account: str, route_class: str) -> None:
+    def take(self, account: str, route_class: str) -> Quota | None:
+        """Draw one request from the account's bucket for the class (None:
+        that class is unlimited). A quota with ``retry_after`` refuses it."""
         rate = self.rates.of(route_class)
         if rate <= 0:
-            return
-        wait = self.buckets.take(f"{account}:{route_class}", rate, max(2 * rate, 1.0))
-        if wait > 0:
-            raise ServiceError(
-                f"Rate limit for {route_class} requests exceeded",
-                code=RATE_LIMITED,
-                details={"retry_after": max(1, math.ceil(wait)), "class": route_class},
-            )
+            return None
+        burst = max(2 * rate, 1.0)
+        wait, tokens = self.buckets.take(f"{account}:{route_class}", rate, burst)
+        return Quota(
+            limit=math.floor(burst),
+            remaining=max(0, math.floor(tokens)),
+            reset=math.ceil(max(0.0, burst - tokens) / rate),
+            retry_after=max(1, math.ceil(wait)) if wait > 0 else 0,
+        )
+
+    def check(self, account: str, route_class: str) -> Quota | None:
+        """:meth:`take`, raising :class:`RateLimited` when refused."""
+        quota = self.take(account, route_class)
+        if quota is not None and quota.retry_after:
+            raise RateLimited(route_class, quota)
+        return quota

@@ -23,6 +23,21 @@ from decisiongraph.service.auth import Principal
 
 SCOPE_KEY = "x-required-scope"
 BEARER = "bearerAuth"
+# On every answer to an authenticated request (see service.ratelimit).
+RATE_LIMIT_HEADERS: dict[str, dict[str, Any]] = {
+    "RateLimit-Limit": {
+        "description": "Requests of this route class the caller may make at once (the burst)",
+        "schema": {"type": "integer", "minimum": 1},
+    },
+    "RateLimit-Remaining": {
+        "description": "Requests of this route class the caller may still make at once",
+        "schema": {"type": "integer", "minimum": 0},
+    },
+    "RateLimit-Reset": {
+        "description": "Seconds until the caller's bucket for this route class is full",
+        "schema": {"type": "integer", "minimum": 0},
+    },
+}
 
 Authenticate = Callable[[Request, str], Principal]
 
@@ -43,6 +58,17 @@ def needs(scope: str) -> dict[str, Any]:
             }
         ],
     }
+
+
+def _declare_rate_limit_headers(schema: dict[str, Any]) -> None:
+    refs = {name: {"$ref": f"#/components/headers/{name}"} for name in RATE_LIMIT_HEADERS}
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            if not isinstance(operation, dict) or SCOPE_KEY not in operation:
+                continue
+            for status, response in operation.get("responses", {}).items():
+                if status.startswith("2") or status == "429":
+                    response.setdefault("headers", {}).update(refs)
 
 
 def authenticated_routes(authenticate: Authenticate) -> type[APIRoute]:
@@ -92,7 +118,8 @@ def literal_suffix_route(base: type[APIRoute], suffix: bytes) -> type[APIRoute]:
 def secured_openapi(
     app: FastAPI, schemas: dict[str, Any] | None = None
 ) -> Callable[[], dict[str, Any]]:
-    """``app.openapi`` with the bearer-key security scheme declared, and
+    """``app.openapi`` with the bearer-key security scheme declared, the
+    rate-limit headers on the answers of authenticated routes, and
     ``schemas`` (models routes refer to by hand) among the components."""
 
     def openapi() -> dict[str, Any]:
@@ -110,6 +137,8 @@ def secured_openapi(
                 "scheme": "bearer",
                 "description": "A service-account API key (decisiongraph accounts create)",
             }
+            components["headers"] = RATE_LIMIT_HEADERS
+            _declare_rate_limit_headers(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
