@@ -3,7 +3,8 @@
     .venv/bin/python bench/service_load.py [--db sqlite|postgres] [--clients 4] [--events 20000]
         [--processes N]  # PostgreSQL: N API processes (serve --processes)
 
-1. Ingestion: several concurrent clients POSTing batches of 100 events.
+1. Ingestion: several concurrent clients POSTing batches of 100 events
+   (events/s, and each POST's latency).
 2. Read latency under load: trace reads and precedent searches (p50/p99)
    while two writers keep appending.
 3. Stream latency: time from an append's response to its arrival on an SSE
@@ -85,12 +86,15 @@ def run(db: str, clients: int, events: int, processes: int = 1) -> None:
             for i in range(0, len(batch), 100)
         ]
         errors: list[int] = []
+        post_ms: list[float] = []
 
         def ingest(bodies: list[bytes]) -> None:
             sent = {**headers, "Content-Type": "application/json"}
             with httpx.Client(base_url=url, headers=sent, timeout=60) as client:
                 for body in bodies:
+                    t0 = time.perf_counter()
                     response = client.post("/api/v1/events", content=body)
+                    post_ms.append((time.perf_counter() - t0) * 1000)
                     if response.status_code != 200:
                         errors.append(response.status_code)
 
@@ -118,7 +122,8 @@ def run(db: str, clients: int, events: int, processes: int = 1) -> None:
         total = sum(len(b) for shard in shards for b in shard)
         print(
             f"ingestion   {total:,} events, batches of 100, {clients} clients: "
-            f"{total / elapsed:,.0f} ev/s  (errors: {len(errors)})"
+            f"{total / elapsed:,.0f} ev/s  (errors: {len(errors)}; "
+            f"POST p50 {percentile(post_ms, 0.5):.0f} ms, p99 {percentile(post_ms, 0.99):.0f} ms)"
         )
         # 2. reads under load
         trace_ids = [str(t[0]["trace_id"]) for t in traces[:50]]
