@@ -146,19 +146,23 @@ def run(db: str, clients: int, events: int, processes: int = 1) -> None:
             writer = threading.Thread(target=keep_writing)
             writer.start()
             trace_ms, precedent_ms = [], []
+            failed = {"trace read": 0, "precedents": 0}
             for i in range(300):
                 t0 = time.perf_counter()
-                client.get(f"/api/v1/traces/{trace_ids[i % len(trace_ids)]}/events")
+                got = client.get(f"/api/v1/traces/{trace_ids[i % len(trace_ids)]}/events")
                 trace_ms.append((time.perf_counter() - t0) * 1000)
+                failed["trace read"] += got.status_code != 200
                 t0 = time.perf_counter()
-                client.get("/api/v1/precedents", params={"limit": 20})
+                got = client.get("/api/v1/precedents", params={"limit": 20})
                 precedent_ms.append((time.perf_counter() - t0) * 1000)
+                failed["precedents"] += got.status_code != 200
             stop.set()
             writer.join()
         for name, values in (("trace read", trace_ms), ("precedents", precedent_ms)):
             print(
                 f"{name:<11} p50 {percentile(values, 0.5):.1f} ms  "
-                f"p99 {percentile(values, 0.99):.1f} ms  (floor /healthz {floor_ms:.2f} ms)"
+                f"p99 {percentile(values, 0.99):.1f} ms  (floor /healthz {floor_ms:.2f} ms; "
+                f"not 200: {failed[name]})"
             )
         # 3. stream latency
         arrivals: dict[int, float] = {}

@@ -25,7 +25,7 @@ from decisiongraph.core.envelope import (
 from decisiongraph.core.errors import DecisionGraphError
 from decisiongraph.core.helpers import EventHelpers
 from decisiongraph.core.refs import ActorRef, SourceRef
-from decisiongraph.core.validation import validate_envelope
+from decisiongraph.core.validation import MAX_PAYLOAD_DEPTH, validate_envelope
 from tests.contract.helpers import PAYLOADS, envelope, payload_of
 
 INVALID = "DG_ERR_INVALID_ARGUMENT"
@@ -618,3 +618,24 @@ def test_the_fast_envelope_path_agrees_with_the_checked_one(
         assert exc.code == INVALID
         return
     assert fast is None or fast == checked
+
+
+def _nested(depth: int, leaf: Any = 1, container: type = dict) -> Any:
+    value: Any = leaf
+    for _ in range(depth):
+        value = {"a": value} if container is dict else [value]
+    return value
+
+
+@pytest.mark.parametrize("container", [dict, list])
+def test_payload_nesting_is_bounded(container: type) -> None:
+    # The payload object is one level; its "deep" value adds the rest.
+    deepest = with_payload(deep=_nested(MAX_PAYLOAD_DEPTH - 1, container=container))
+    validate_envelope(deepest)
+    too_deep = with_payload(deep=_nested(MAX_PAYLOAD_DEPTH, container=container))
+    refused = error(too_deep)
+    assert refused.code == "DG_ERR_INVALID_ARGUMENT"
+    assert "nested deeper" in refused.message
+    # The checked path (a payload that is not plain data) bounds it too.
+    with_tuple = with_payload(deep=_nested(MAX_PAYLOAD_DEPTH, leaf=(1,), container=container))
+    assert "nested deeper" in error(with_tuple).message

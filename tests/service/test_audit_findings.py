@@ -104,6 +104,7 @@ FORGED_CURSORS = (
     cursor_of([1, "x", 3]),
     cursor_of({"a": 1, "b": 2}),
     cursor_of([1, "x\u0000"]),
+    cursor_of([5, "\ud800"]),  # a lone surrogate no backend can compare
     base64.urlsafe_b64encode(b"[" * 50_000).decode(),
 )
 

@@ -26,6 +26,11 @@ STORAGE: Final = "DG_ERR_STORAGE"
 #: HTTP layer answers it with 500.
 INTERNAL: Final = "DG_ERR_INTERNAL"
 
+#: ``details["reason"]`` of the DG_ERR_STORAGE an append gets for an event
+#: id that is already stored (the spec's code for it, §7.4): unlike the
+#: database being unavailable, retrying it can never succeed.
+DUPLICATE_EVENT_ID: Final = "duplicate_event_id"
+
 ALL_ERROR_CODES: Final = (
     INVALID_ARGUMENT,
     SCHEMA_VIOLATION,

@@ -21,6 +21,10 @@ from decisiongraph.core.pii import check_no_secrets, find_forbidden
 from decisiongraph.core.refs import ActorRef, SourceRef
 
 MAX_IDEMPOTENCY_KEY_BYTES = 200
+#: Deepest nesting of objects and arrays a payload may have (an addition to
+#: the spec): every reader, the HTTP API's encoder among them, must be able
+#: to give back what was stored, and the encoders stop near 255 levels.
+MAX_PAYLOAD_DEPTH = 100
 
 # Step 2 must accept NaN/Infinity (they fail later, at step 5), so it uses an
 # encoder that allows them; for float-free payloads its output *is* JSON-P.
@@ -223,6 +227,28 @@ def _contains_nul(value: Any) -> bool:
     return False
 
 
+def _check_depth(payload: Any, text: str) -> None:
+    """Refuse a payload nested deeper than ``MAX_PAYLOAD_DEPTH``.
+
+    Deeper nesting needs at least that many brackets in the text, a count
+    done in C; only then is the payload walked to measure it exactly.
+    """
+    if text.count("{") + text.count("[") <= MAX_PAYLOAD_DEPTH:
+        return
+    stack: list[tuple[Any, int]] = [(payload, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_PAYLOAD_DEPTH:
+            raise InvalidArgumentError(
+                f"Payload is nested deeper than {MAX_PAYLOAD_DEPTH} levels",
+                details={"max_depth": MAX_PAYLOAD_DEPTH},
+            )
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend(
+            (child, depth + 1) for child in children if isinstance(child, dict | list | tuple)
+        )
+
+
 def _json_safe_text(payload: Any) -> str:
     """Step 2: the payload must encode as JSON and as UTF-8."""
     try:
@@ -260,6 +286,7 @@ def validate_envelope(envelope: EventEnvelope) -> ValidatedEvent:
     else:
         text = _json_safe_text(payload)  # first: it also rejects circular structures
         first_float = _first_float(payload, text)
+    _check_depth(payload, text)
     check_payload_shape(envelope.event_type, payload)
     # Every scanned string (and a few more), newline-joined: no pattern holds
     # a newline or a JSON-escaped character, so a miss here is a miss

@@ -126,7 +126,7 @@ class GraphEdgeCursor:
         """Parse :meth:`as_text`; anything else is INVALID_ARGUMENT."""
         direction, _, rest = text.partition(":")
         seq, _, edge_key = rest.partition(":")
-        if not seq.isdigit() or not edge_key or int(seq) > 2**63 - 1:
+        if not (seq.isascii() and seq.isdigit()) or not edge_key or int(seq) > 2**63 - 1:
             raise InvalidArgumentError(
                 "Malformed cursor: pass back the next_cursor of the previous page",
                 details={"cursor": text[:200]},

@@ -87,7 +87,8 @@ def decode_cursor(cursor: str) -> tuple[int, str]:
     """The (last_log_seq, trace_id) a cursor holds; anything else is refused.
 
     Cursors come back from callers, so every part is checked: a 64-bit
-    log_seq >= 0 and a trace id text a backend can compare (no NUL).
+    log_seq >= 0 and a trace id text a backend can compare (no NUL, no lone
+    surrogate).
     """
     malformed = InvalidArgumentError("Malformed cursor", details={"cursor": cursor[:200]})
     try:
@@ -101,6 +102,10 @@ def decode_cursor(cursor: str) -> tuple[int, str]:
         raise malformed
     if not isinstance(trace_id, str) or "\x00" in trace_id:
         raise malformed
+    try:
+        trace_id.encode("utf-8")  # a lone surrogate no backend can compare
+    except UnicodeEncodeError:
+        raise malformed from None
     return seq, trace_id
 
 
@@ -114,7 +119,9 @@ def list_traces(
     """A keyset page of trace summaries (last_log_seq DESC, trace_id ASC).
 
     Like every list of a live log it may shift while paged; keyset cursors
-    never repeat or skip a trace that did not change meanwhile.
+    never repeat or skip a trace that did not change meanwhile. Backed by
+    the trace-summary projection, it refuses to answer from a stale one,
+    as every projection-backed read does (8.9).
     """
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_TRACE_PAGE:
         raise InvalidArgumentError(f"limit must be between 1 and {MAX_TRACE_PAGE}")
@@ -122,6 +129,7 @@ def list_traces(
     if wanted.since is not None and (isinstance(wanted.since, bool) or wanted.since < 0):
         raise InvalidArgumentError("since must be a log_seq >= 0")
     after = decode_cursor(cursor) if cursor else None
+    ensure_current(store, tenant_id, TRACE_SUMMARY)
     rows = store.list_summaries(
         tenant_id,
         workflow=wanted.workflow,

@@ -92,10 +92,10 @@ class SseParser:
             self._data.append(line[5:].removeprefix(" "))
         elif line.startswith("id:"):
             text = line[3:].strip()
-            self._id = int(text) if text.isdigit() else None
+            self._id = int(text) if text.isascii() and text.isdigit() else None
         elif line.startswith(": resuming after "):
             text = line.removeprefix(": resuming after ").strip()
-            if text.isdigit():
+            if text.isascii() and text.isdigit():
                 return int(text), None
         elif line == "":
             found = (self._id, "\n".join(self._data)) if self._data else None

@@ -18,7 +18,11 @@ from starlette.exceptions import HTTPException
 
 from decisiongraph.core.canonical_json import loads
 from decisiongraph.core.envelope import EventEnvelope, StoredEvent, envelopes_from
-from decisiongraph.core.errors import DecisionGraphError, InvalidArgumentError
+from decisiongraph.core.errors import (
+    DecisionGraphError,
+    InvalidArgumentError,
+    ProjectionOutOfDateError,
+)
 from decisiongraph.query import events as event_queries
 from decisiongraph.query.graph import (
     GraphEdgeCursor,
@@ -27,10 +31,12 @@ from decisiongraph.query.graph import (
     list_node_edges,
 )
 from decisiongraph.query.health import get_projection_health
+from decisiongraph.query.limits import reading_as_of
 from decisiongraph.query.precedents import PrecedentQuery, find_precedents
 from decisiongraph.query.traces import get_trace_summary
 from decisiongraph.runtime.health import projection_statuses
 from decisiongraph.runtime.supervisor import Supervisor
+from decisiongraph.runtime.wait import wait_for_position
 from decisiongraph.service import admin_routes, stream
 from decisiongraph.service import models as m
 from decisiongraph.service.auth import Principal, bearer_key, choose_tenant, require_scope
@@ -43,10 +49,11 @@ from decisiongraph.service.errors import (
     domain_error_handler,
     error_response,
     http_error_handler,
+    is_json_media,
     validation_error_handler,
 )
 from decisiongraph.service.metrics import Metrics
-from decisiongraph.service.middleware import BodyLimit, RefuseNul, RequestContext
+from decisiongraph.service.middleware import BodyLimit, HeadAsGet, RefuseNul, RequestContext
 from decisiongraph.service.models import INT64_MAX
 from decisiongraph.service.pool import StorePool
 from decisiongraph.service.ratelimit import RateLimited, RateLimiter
@@ -67,6 +74,8 @@ def envelopes_of_body(raw: bytes, max_events: int) -> list[EventEnvelope]:
         document = loads(raw, strict=True)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ServiceError(f"Malformed JSON: {exc}", code=MALFORMED_JSON) from exc
+    except RecursionError:
+        raise ServiceError("Malformed JSON: nested too deeply", code=MALFORMED_JSON) from None
     if isinstance(document, dict) and "events" in document and "event_id" not in document:
         items = document["events"]
         if not isinstance(items, list) or not items:
@@ -95,7 +104,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = StorePool(settings.db, settings.store_pool_size)
+        pool = StorePool(
+            settings.db,
+            settings.store_pool_size,
+            wait=settings.store_wait,
+            lock_timeout=settings.lock_timeout,
+        )
         app.state.pool = pool
         app.state.signal, signal_stop = stream.start_signal(
             app, settings.db if pool.postgres else None
@@ -125,10 +139,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(HTTPException, http_error_handler)
 
-    # Innermost first: strings no backend can store are refused before any
-    # route sees them; a body over the limit before anything reads it; and
-    # the request context, outermost, gives even those answers a request
-    # id, a metric and an access-log line.
+    # Innermost first: HEAD is served by the GET routes; strings no backend
+    # can store are refused before any route sees them; a body over the
+    # limit before anything reads it; and the request context, outermost,
+    # gives even those answers a request id, a metric and an access-log line.
+    app.add_middleware(HeadAsGet)
     app.add_middleware(RefuseNul)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(RequestContext, metrics=metrics)
@@ -164,7 +179,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         def run() -> Any:
             with request.app.state.pool.store() as store:
-                return work(store, tenant)
+                try:
+                    return work(store, tenant)
+                except ProjectionOutOfDateError as stale:
+                    # Projections trail the log by a few milliseconds while
+                    # appends go on (workers apply them after the commit):
+                    # wait that long for the head this read saw, then read
+                    # at it; a projection truly behind still gets the 503.
+                    head = int(stale.details["event_log_last_seq"])
+                    names = stale.details["projections"]
+                    if settings.read_wait <= 0 or not wait_for_position(
+                        store, tenant, head, timeout=settings.read_wait, projections=names
+                    ):
+                        raise
+                with reading_as_of(head):
+                    return work(store, tenant)
 
         return await run_in_threadpool(run)
 
@@ -192,6 +221,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     async def post_events(request: Request) -> Response:
         who: Principal = request.state.principal
+        content_type = request.headers.get("content-type", "")
+        if not is_json_media(content_type):  # as the admin routes, for one rule
+            raise InvalidArgumentError(
+                "The body must be JSON sent with Content-Type: application/json",
+                details={"content_type": content_type[:100] or None},
+            )
         # Announced once authenticated (which takes the SQLite connection): a
         # concurrent SQLite writer may now wait for this append to commit it
         # with its own (see store.group_commit).
@@ -379,9 +414,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
     async def prometheus(request: Request) -> Response:
         if settings.metrics_token is not None:
-            supplied = request.headers.get("authorization", "").encode()
-            expected = f"Bearer {settings.metrics_token}".encode()
-            if not hmac.compare_digest(supplied, expected):
+            header = request.headers.get("authorization", "")
+            scheme, _, token = header.partition(" ")
+            supplied = token.strip().encode("utf-8", "surrogateescape")
+            expected = settings.metrics_token.encode("utf-8")
+            # The scheme is case-insensitive (RFC 9110), the token exact.
+            if scheme.lower() != "bearer" or not hmac.compare_digest(supplied, expected):
                 return error_response(
                     request, UNAUTHENTICATED, "/metrics needs the bearer token of DG_METRICS_TOKEN"
                 )
@@ -408,9 +446,4 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return error_response(request, "DG_ERR_STORAGE", "Not ready")
         return Response(m.Status(status="ready").model_dump_json(), media_type="application/json")
 
-    # HEAD too: load balancers and uptime checks often probe with HEAD. Routes
-    # of their own, out of the schema: one route for both methods would give
-    # the OpenAPI document two operations with one operationId.
-    for path, probe in (("/healthz", healthz), ("/readyz", readyz)):
-        app.add_api_route(path, probe, methods=["HEAD"], include_in_schema=False)
     return app

@@ -44,6 +44,15 @@ STATUS_BY_CODE: Final[dict[str, int]] = {
 }
 
 
+def status_of(code: str, details: dict[str, Any] | None = None) -> int:
+    """The HTTP status of an error: the table's, except that an event id
+    already stored (DG_ERR_STORAGE by the spec) is a permanent 409, not the
+    503 of an unavailable database that clients retry."""
+    if code == core.STORAGE and (details or {}).get("reason") == core.DUPLICATE_EVENT_ID:
+        return 409
+    return STATUS_BY_CODE.get(code, 500)
+
+
 class ServiceError(core.DecisionGraphError):
     """An error of the HTTP layer (auth, limits, malformed requests)."""
 
@@ -63,7 +72,7 @@ def error_response(
     request: Request, code: str, message: str, details: dict[str, Any] | None = None
 ) -> JSONResponse:
     request_id = getattr(request.state, "request_id", "")
-    status = STATUS_BY_CODE.get(code, 500)
+    status = status_of(code, details)
     headers = {"X-Request-ID": request_id}
     if status == 503:
         headers["Retry-After"] = "1"
@@ -104,7 +113,7 @@ async def validation_error_handler(request: Request, exc: Exception) -> JSONResp
     if any(err.get("type") == "json_invalid" for err in exc.errors()):
         return error_response(request, MALFORMED_JSON, "Malformed JSON body")
     content_type = request.headers.get("content-type", "")
-    if not _is_json(content_type) and _body_not_read(exc):
+    if not is_json_media(content_type) and _body_not_read(exc):
         # FastAPI parses a body as JSON only when its Content-Type says so
         # (strictly: a missing one does not count, which keeps browsers'
         # "simple" cross-site requests out); anything else (curl -d sends a
@@ -124,7 +133,8 @@ async def validation_error_handler(request: Request, exc: Exception) -> JSONResp
     )
 
 
-def _is_json(content_type: str) -> bool:
+def is_json_media(content_type: str) -> bool:
+    """Whether a Content-Type names JSON (``application/json`` or ``+json``)."""
     media = content_type.split(";", 1)[0].strip().lower()
     return media == "application/json" or (
         media.startswith("application/") and media.endswith("+json")

@@ -52,7 +52,7 @@ class BodyLimit:
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
         if declared is not None:
-            if declared.isdigit() and int(declared) > self.limit:
+            if declared.isascii() and declared.isdigit() and int(declared) > self.limit:
                 await self._refuse(scope, receive, send)
                 return
             await self.app(scope, receive, send)
@@ -80,6 +80,27 @@ class BodyLimit:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+class HeadAsGet:
+    """Answer ``HEAD`` on every ``GET`` route (RFC 9110 asks servers to).
+
+    The route sees a ``GET``; the server, which still knows the request was
+    a ``HEAD``, sends the headers without the body. Not for the event
+    stream, which would never end.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "HEAD"
+            and not scope["path"].endswith("/stream")
+        ):
+            scope = {**scope, "method": "GET"}
+        await self.app(scope, receive, send)
 
 
 class RefuseNul:

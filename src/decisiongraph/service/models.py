@@ -276,9 +276,10 @@ class DeadLettersResponse(BaseModel):
 
 class ReasonIn(BaseModel):
     """The body of every admin action. Unknown fields are refused: a typo
-    such as ``to_logseq`` must not quietly run a full replay instead."""
+    such as ``to_logseq`` must not quietly run a full replay instead. Types
+    are strict: ``true`` or ``"3"`` is not a log position."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     reason: Text = Field(min_length=1, max_length=2000)
 

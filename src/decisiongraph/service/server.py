@@ -21,8 +21,9 @@ from uvicorn.supervisors import Multiprocess
 
 from decisiongraph.core.errors import InvalidArgumentError, NotFoundError
 from decisiongraph.service.app import create_app
-from decisiongraph.service.ratelimit import Rates
+from decisiongraph.service.ratelimit import Rates, RedisBuckets
 from decisiongraph.service.settings import Settings
+from decisiongraph.store import open_store
 from decisiongraph.store.postgres import is_postgres_url
 
 
@@ -60,6 +61,19 @@ def check_environment() -> None:
     """
     Settings()
     Rates()
+    redis_url = os.environ.get("DG_REDIS_URL")
+    if redis_url:
+        try:
+            RedisBuckets(redis_url)
+        except ValueError as exc:
+            raise InvalidArgumentError(f"DG_REDIS_URL is not a Redis URL: {exc}") from None
+
+
+def check_database(db: str) -> None:
+    """Open the database once before serving: one that cannot be reached
+    (or a file that is not a database) stops ``serve`` with one line, not
+    with a server that starts and dies in its lifespan."""
+    open_store(db).close()
 
 
 def describe_database(db: str) -> str:
@@ -145,6 +159,8 @@ def run_server(
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if processes < 1:
         raise InvalidArgumentError("processes must be at least 1")
+    if not 0 <= port <= 65535:
+        raise InvalidArgumentError(f"--port must be 0 to 65535, not {port}")
     check_environment()
     postgres = is_postgres_url(db)
     if processes > 1:
@@ -166,6 +182,7 @@ def run_server(
             database += " (created new database)"
         elif not path.is_file():
             raise InvalidArgumentError(f"'{db}' is not a file")
+    check_database(db)
     where = (
         "projection workers in-process"
         if in_process

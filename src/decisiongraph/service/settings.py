@@ -24,6 +24,16 @@ ENVIRONMENT: tuple[tuple[str, str], ...] = (
     ("DG_RATE_ADMIN", "admin requests/s per account (default 10; 0 = no limit)"),
     ("DG_MAX_BODY_BYTES", "largest request body in bytes (default 5000000)"),
     ("DG_STORE_POOL", "database connections per API process (default 4)"),
+    ("DG_STORE_WAIT", "seconds a request waits for a free connection before 503 (default 10)"),
+    (
+        "DG_LOCK_TIMEOUT",
+        "PostgreSQL: seconds a request waits for a database lock before 503 (default 10)",
+    ),
+    (
+        "DG_READ_WAIT",
+        "seconds a projection-backed read waits for projections to catch up before 503 "
+        "(default 1; 0 = no wait)",
+    ),
     ("DG_STREAM_HEARTBEAT", "seconds between keep-alives on an idle event stream (default 15)"),
     ("DG_NOTIFY", "0 turns PostgreSQL LISTEN/NOTIFY wake-ups off (workers only poll)"),
     ("DG_METRICS_TOKEN", "when set, /metrics needs `Authorization: Bearer <token>`"),
@@ -72,6 +82,18 @@ class Settings:
     )
     max_batch_events: int = 1000
     store_pool_size: int = field(default_factory=lambda: env_int("DG_STORE_POOL", 4, "connections"))
+    #: Seconds a request waits for a free PostgreSQL connection, then 503.
+    store_wait: float = field(default_factory=lambda: env_float("DG_STORE_WAIT", 10.0, "seconds"))
+    #: Seconds a request's statement waits for a PostgreSQL lock, then 503:
+    #: one stuck transaction must not hold every request (and /readyz).
+    lock_timeout: float = field(
+        default_factory=lambda: env_float("DG_LOCK_TIMEOUT", 10.0, "seconds")
+    )
+    #: Seconds a projection-backed read waits for the projections it uses to
+    #: reach the head it saw, before 503 DG_ERR_PROJECTION_OUT_OF_DATE.
+    read_wait: float = field(
+        default_factory=lambda: env_float("DG_READ_WAIT", 1.0, "seconds", allow_zero=True)
+    )
     #: Seconds between keep-alive comments on an idle event stream.
     stream_heartbeat: float = field(
         default_factory=lambda: env_float("DG_STREAM_HEARTBEAT", 15.0, "seconds")

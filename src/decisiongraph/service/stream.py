@@ -94,7 +94,7 @@ def resume_position(header: str | None) -> int | None:
     if header is None or header.strip() == "":
         return None
     text = header.strip()
-    if not text.isdigit() or int(text) > INT64_MAX:
+    if not (text.isascii() and text.isdigit()) or int(text) > INT64_MAX:
         raise InvalidArgumentError(
             "Last-Event-ID must be the id (a log_seq) of an event this stream sent",
             details={"last_event_id": header[:100]},

@@ -88,7 +88,14 @@ class PostgresEventStore(SqlEventStore):
         clock: Clock = system_clock,
         migrate: bool = True,
         notify: bool | None = None,
+        lock_timeout: float | None = None,
     ) -> None:
+        """Open (and unless told otherwise migrate) the database at ``url``.
+
+        ``lock_timeout``: seconds any statement waits for a lock before it
+        fails (a lock timeout, which callers treat as passing trouble);
+        None waits as long as PostgreSQL's own setting says.
+        """
         super().__init__(url, clock)
         # NOTIFY wakes workers in other processes; DG_NOTIFY=0 turns it off
         # (workers then find new events by polling alone).
@@ -98,6 +105,11 @@ class PostgresEventStore(SqlEventStore):
         self._lock = threading.RLock()
         try:
             self._conn = psycopg.connect(url, autocommit=True)
+            if lock_timeout is not None:
+                self._conn.execute(
+                    "SELECT set_config('lock_timeout', %s, false)",
+                    (f"{int(lock_timeout * 1000)}ms",),
+                )
             if migrate:
                 self._migrate()
         except psycopg.Error as exc:

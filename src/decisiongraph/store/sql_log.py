@@ -9,6 +9,7 @@ from typing import Any
 
 from decisiongraph.core.envelope import EventEnvelope, StoredEvent
 from decisiongraph.core.errors import (
+    DUPLICATE_EVENT_ID,
     DecisionGraphError,
     InvalidArgumentError,
     StorageError,
@@ -224,7 +225,11 @@ class SqlLog(SqlBackend):
                 if row is not None or event_id in seen:
                     return StorageError(
                         f"event {index}: event_id '{event_id}' already exists",
-                        details={"index": index, "event_id": event_id},
+                        details={
+                            "index": index,
+                            "event_id": event_id,
+                            "reason": DUPLICATE_EVENT_ID,
+                        },
                     )
                 seen.add(event_id)
         return error
