@@ -17,6 +17,9 @@ import psycopg
 import pytest
 
 from decisiongraph.store import EventStore, open_store
+from decisiongraph.store.postgres import is_postgres_url
+from tests.runtime.poison import POISON, Poisoned, raw_sql, set_payload
+from tests.runtime.support import T, open_sql, seeded
 
 PG_ADMIN_URL = os.environ.get("DG_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 GOLDEN_DIR = Path(
@@ -76,3 +79,28 @@ def store(backend_url: str) -> Iterator[EventStore]:
         yield opened
     finally:
         opened.close()
+
+
+@pytest.fixture
+def poisoned(backend_url: str) -> Iterator[Poisoned]:
+    """A seeded log whose event at ``POISON`` no longer matches its hash
+    (see :mod:`tests.runtime.poison`)."""
+    store = open_sql(backend_url)
+    events = seeded(20, seed=21)
+    store.append(T, events)
+    assert events[POISON - 1].event_type == "InputObserved"
+    ((original, event_id),) = raw_sql(
+        backend_url,
+        "SELECT payload_json, event_id FROM dg_event_log WHERE tenant_id = ? AND log_seq = ?",
+        (T, POISON),
+    )
+    if is_postgres_url(backend_url):
+        raw_sql(backend_url, "DROP TRIGGER dg_event_log_append_only ON dg_event_log")
+    else:
+        raw_sql(backend_url, "DROP TRIGGER dg_event_log_no_update")
+    assert original.startswith("{") and original != "{}"
+    set_payload(backend_url, POISON, original[:-1] + ',"tampered":true}')
+    try:
+        yield Poisoned(backend_url, store, original, event_id, [e.trace_id for e in events])
+    finally:
+        store.close()

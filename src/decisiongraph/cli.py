@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import math
 import os
 import socket
 import stat
@@ -43,6 +44,7 @@ from decisiongraph.runtime import operations
 from decisiongraph.runtime.health import projection_statuses
 from decisiongraph.runtime.rebuild import compare_with_rebuild, replay_log
 from decisiongraph.runtime.supervisor import SupervisorConfig
+from decisiongraph.store import refuse_foreign_database
 from decisiongraph.store.postgres import PostgresEventStore, is_postgres_url
 from decisiongraph.store.sql_base import SqlEventStore
 from decisiongraph.store.sqlite import SQLiteEventStore
@@ -157,7 +159,7 @@ def _default_actor() -> str:
 
 
 Actor = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--actor",
         metavar="NAME",
@@ -165,6 +167,18 @@ Actor = Annotated[
         show_default=False,
     ),
 ]
+
+
+def _actor(actor: str | None) -> str:
+    """Who the audit log names: ``--actor`` without its surrounding blanks,
+    or the OS user at the host when it is not given. A blank ``--actor`` is
+    refused rather than replaced: an audit entry must name someone, and the
+    operator meant to name someone else than the default."""
+    if actor is None:
+        return _default_actor()
+    if not actor.strip():
+        _fail(INVALID_ARGUMENT, "--actor must not be blank")
+    return actor.strip()
 
 
 def _one_line(message: str) -> str:
@@ -209,9 +223,21 @@ def _require_tenant(store: SqlEventStore, tenant: str) -> None:
         _fail(NOT_FOUND, f"tenant '{tenant}' has no events")
 
 
+def _refuse_foreign(db: str) -> None:
+    """Stop before opening a database that belongs to another application:
+    opening migrates, and a read-only command must not turn someone else's
+    database into ours (see :func:`refuse_foreign_database`)."""
+    try:
+        refuse_foreign_database(db)
+    except DecisionGraphError as exc:
+        _error(exc)
+
+
 def _open(db: str, *, must_exist: bool = True) -> SqlEventStore:
-    """Open a store; a missing SQLite file is an error unless we create it."""
+    """Open a store; a missing SQLite file is an error unless we create it,
+    and another application's database is refused before anything is written."""
     if is_postgres_url(db):
+        _refuse_foreign(db)
         return PostgresEventStore(db)
     path = Path(db)
     if path.is_symlink():
@@ -222,6 +248,7 @@ def _open(db: str, *, must_exist: bool = True) -> SqlEventStore:
         _spec_fail(f"Error: '{db}' is not a file")
     if not path.parent.is_dir():
         _fail(NOT_FOUND, f"directory '{path.parent}' of database '{db}' not found")
+    _refuse_foreign(db)
     return SQLiteEventStore(path)
 
 
@@ -690,6 +717,27 @@ def seed(
         typer.echo(f"  {name}: {digests[name]}")
 
 
+#: Seconds an idle worker may sleep between polls. Zero (or nan) would spin
+#: a core; beyond an hour a lost NOTIFY leaves events unprojected for longer
+#: than anyone would wait (and the thread's wait overflows near 1e11).
+POLL_INTERVAL_RANGE = (0.01, 3600.0)
+#: Seconds a lease lives unrenewed. Under a second a busy worker could lose
+#: its lease between renewals (every third of the time to live); beyond a day
+#: a crashed worker's projections stay stalled for that long, and infinity
+#: would never let another worker take them over.
+LEASE_TTL_RANGE = (1.0, 86400.0)
+
+
+def _check_seconds(option: str, value: float, bounds: tuple[float, float]) -> None:
+    """A finite number of seconds within ``bounds``, or one line naming the option."""
+    least, most = bounds
+    if not (math.isfinite(value) and least <= value <= most):
+        _fail(
+            INVALID_ARGUMENT,
+            f"{option} must be a number of seconds from {least:g} to {most:g}, not {value:g}",
+        )
+
+
 @app.command("worker")
 def worker(
     db: Db,
@@ -703,10 +751,20 @@ def worker(
         int, typer.Option("--batch-size", min=1, metavar="N", help="Events per transaction")
     ] = 1000,
     poll_interval: Annotated[
-        float, typer.Option("--poll-interval", metavar="SECONDS", help="Idle poll period")
+        float,
+        typer.Option(
+            "--poll-interval",
+            metavar="SECONDS",
+            help=f"Idle poll period ({POLL_INTERVAL_RANGE[0]} to {POLL_INTERVAL_RANGE[1]:g})",
+        ),
     ] = 0.5,
     lease_ttl: Annotated[
-        float, typer.Option("--lease-ttl", metavar="SECONDS", help="Lease time-to-live")
+        float,
+        typer.Option(
+            "--lease-ttl",
+            metavar="SECONDS",
+            help=f"Lease time-to-live ({LEASE_TTL_RANGE[0]:g} to {LEASE_TTL_RANGE[1]:g})",
+        ),
     ] = 10.0,
 ) -> None:
     """Run projection workers until SIGTERM (drains the in-flight batch)."""
@@ -714,17 +772,23 @@ def worker(
 
     from decisiongraph.runtime.process import run_worker_process
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     for name in tenant or ():  # a worker may wait for a tenant's first event
         _check_tenant(name)
+    _check_seconds("--poll-interval", poll_interval, POLL_INTERVAL_RANGE)
+    _check_seconds("--lease-ttl", lease_ttl, LEASE_TTL_RANGE)
     if not is_postgres_url(db) and not Path(db).exists():
         _spec_fail(f"Error: Database file '{db}' not found")
-    config = SupervisorConfig(
-        tenants=tenant or None,
-        batch_size=batch_size,
-        poll_interval=poll_interval,
-        lease_ttl=lease_ttl,
-    )
+    _refuse_foreign(db)
+    try:
+        config = SupervisorConfig(
+            tenants=tenant or None,
+            batch_size=batch_size,
+            poll_interval=poll_interval,
+            lease_ttl=lease_ttl,
+        )
+    except DecisionGraphError as exc:
+        _error(exc)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     run_worker_process(db, config)
 
 
@@ -736,7 +800,7 @@ def rebuild(
     ],
     reason: Annotated[str, typer.Option("--reason", metavar="TEXT", help="Why, for the audit log")],
     tenant: Tenant = DEFAULT_TENANT,
-    actor: Actor = "",
+    actor: Actor = None,
 ) -> None:
     """Rebuild a projection online (shadow tables, then an atomic swap)."""
     try:
@@ -745,13 +809,14 @@ def rebuild(
         _error(exc)
     if not reason.strip():
         _fail(INVALID_ARGUMENT, "--reason must not be blank")
+    who = _actor(actor)
     store = _open_tenant(db, tenant)
     try:
         cursor = operations.rebuild(
             store,
             tenant,
             projection,
-            actor=actor or _default_actor(),
+            actor=who,
             reason=reason,
             confirm=projection,
         )
@@ -804,14 +869,39 @@ def dead_letters_list(
     typer.echo(_dump([letter.as_dict() for letter in letters]))
 
 
-def _resolve(db: str, tenant: str, letter_id: int, action: str, reason: str, actor: str) -> None:
-    store = _open_tenant(db, tenant)
+def _elsewhere(store: SqlEventStore, letter_id: int, tenant: str) -> str | None:
+    """Where a letter the operator named under the wrong tenant really is
+    (None: nowhere else).
+
+    The store only says "another tenant" (its message reaches API callers
+    too); the CLI has the whole database, so it names the owner and the
+    ``--tenant`` that would find it.
+    """
+    owner = store.dead_letter_tenant(letter_id)
+    if owner is None or owner == tenant:
+        return None
+    return (
+        f"dead letter {letter_id} belongs to tenant '{owner}', not to tenant '{tenant}' "
+        f"(pass --tenant {owner})"
+    )
+
+
+def _resolve(
+    db: str, tenant: str, letter_id: int, action: str, reason: str, actor: str | None
+) -> None:
+    _check_tenant(tenant)
+    who = _actor(actor)
+    store = _open(db)
     try:
+        if not store.list_events(tenant, limit=1):  # _require_tenant, naming the owner
+            elsewhere = _elsewhere(store, letter_id, tenant)
+            _fail(NOT_FOUND, elsewhere or f"tenant '{tenant}' has no events")
         letter = store.resolve_dead_letter(
-            tenant, letter_id, action=action, actor=actor or _default_actor(), reason=reason
+            tenant, letter_id, action=action, actor=who, reason=reason
         )
     except DecisionGraphError as exc:
-        _error(exc)
+        elsewhere = _elsewhere(store, letter_id, tenant) if exc.code == NOT_FOUND else None
+        _fail(exc.code, elsewhere or exc.message)
     finally:
         store.close()
     typer.echo(
@@ -825,7 +915,7 @@ def dead_letters_retry(
     letter_id: Annotated[int, typer.Argument(metavar="ID", help="Dead letter id (from list)")],
     reason: Annotated[str, typer.Option("--reason", metavar="TEXT", help="Why, for the audit log")],
     tenant: Tenant = DEFAULT_TENANT,
-    actor: Actor = "",
+    actor: Actor = None,
 ) -> None:
     """Let the projection try the event again (after a fix)."""
     _resolve(db, tenant, letter_id, "retry", reason, actor)
@@ -837,7 +927,7 @@ def dead_letters_skip(
     letter_id: Annotated[int, typer.Argument(metavar="ID", help="Dead letter id (from list)")],
     reason: Annotated[str, typer.Option("--reason", metavar="TEXT", help="Why, for the audit log")],
     tenant: Tenant = DEFAULT_TENANT,
-    actor: Actor = "",
+    actor: Actor = None,
     confirm: Annotated[
         str, typer.Option("--confirm", metavar="skip", help="Type 'skip' to confirm")
     ] = "",
@@ -892,6 +982,8 @@ def serve(
     """
     from decisiongraph.service.server import run_server
 
+    if is_postgres_url(db) or Path(db).is_file():
+        _refuse_foreign(db)  # a missing file is created; any other path, run_server reports
     try:
         run_server(db, host, port, workers=workers, processes=processes)
     except DecisionGraphError as exc:

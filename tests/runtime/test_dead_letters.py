@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
-import psycopg
 import pytest
 
 from decisiongraph.core.errors import DecisionGraphError
@@ -25,94 +22,23 @@ from decisiongraph.projections.rows import (
     POLICY_EVAL_INDEX,
     PRECEDENT_INDEX,
     PROJECTION_NAMES,
-    TRACE_SUMMARY,
 )
 from decisiongraph.runtime import operations
 from decisiongraph.runtime.backoff import Backoff
 from decisiongraph.runtime.health import projection_statuses
 from decisiongraph.runtime.rebuild import compare_with_rebuild, replay_digests, replay_log
-from decisiongraph.runtime.worker import ProjectionWorker
-from decisiongraph.store.postgres import is_postgres_url
-from decisiongraph.store.sql_base import SqlEventStore
+from tests.runtime.poison import (
+    POISON,
+    TRACE_FINISH,
+    TRACE_START,
+    P,
+    Poisoned,
+    set_payload,
+    status_of,
+    step_until,
+)
 from tests.runtime.support import T, open_sql, seeded
 from tests.test_cli import dg
-
-P = TRACE_SUMMARY
-POISON = 37  # an InputObserved in the middle of the trace started at log_seq 33
-TRACE_START = 33
-TRACE_FINISH = 45
-TINY = Backoff(base=0.001, cap=0.005)
-
-
-def raw_sql(url: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Behind the store's back, as a tamperer or a bad migration would."""
-    if is_postgres_url(url):
-        with psycopg.connect(url, autocommit=True) as conn:
-            cur = conn.execute(sql.replace("?", "%s"), params)
-            return cur.fetchall() if cur.description else []
-    with sqlite3.connect(url) as conn:
-        return conn.execute(sql, params).fetchall()
-
-
-def set_payload(url: str, log_seq: int, payload_json: str) -> None:
-    raw_sql(
-        url,
-        "UPDATE dg_event_log SET payload_json = ? WHERE tenant_id = ? AND log_seq = ?",
-        (payload_json, T, log_seq),
-    )
-
-
-@dataclass
-class Poisoned:
-    url: str
-    store: SqlEventStore
-    original_payload: str
-    event_id: str
-    trace_ids: list[str]  # by log_seq - 1
-
-    def worker(self, backoff: Backoff = TINY) -> ProjectionWorker:
-        return ProjectionWorker(
-            self.store, T, P, "test-owner", batch_size=10, max_attempts=3, backoff=backoff
-        )
-
-
-@pytest.fixture
-def poisoned(backend_url: str) -> Iterator[Poisoned]:
-    store = open_sql(backend_url)
-    events = seeded(20, seed=21)
-    store.append(T, events)
-    assert events[POISON - 1].event_type == "InputObserved"
-    ((original, event_id),) = raw_sql(
-        backend_url,
-        "SELECT payload_json, event_id FROM dg_event_log WHERE tenant_id = ? AND log_seq = ?",
-        (T, POISON),
-    )
-    if is_postgres_url(backend_url):
-        raw_sql(backend_url, "DROP TRIGGER dg_event_log_append_only ON dg_event_log")
-    else:
-        raw_sql(backend_url, "DROP TRIGGER dg_event_log_no_update")
-    assert original.startswith("{") and original != "{}"
-    set_payload(backend_url, POISON, original[:-1] + ',"tampered":true}')
-    try:
-        yield Poisoned(backend_url, store, original, event_id, [e.trace_id for e in events])
-    finally:
-        store.close()
-
-
-def step_until(worker: ProjectionWorker, done: Callable[[], bool], timeout: float = 20.0) -> int:
-    """Step the worker until ``done``; returns how many steps it took."""
-    deadline = time.monotonic() + timeout
-    steps = 0
-    while not done():
-        assert time.monotonic() < deadline, "the worker did not get there in time"
-        worker.step()
-        steps += 1
-        time.sleep(0.002)
-    return steps
-
-
-def status_of(store: SqlEventStore, projection: str = P) -> Any:
-    return {s.projection: s for s in projection_statuses(store, T)}[projection]
 
 
 def test_poison_is_retried_with_backoff_then_parked_and_nothing_after_it_applies(

@@ -15,15 +15,8 @@ from decisiongraph.projections.rows import PROJECTION_NAMES, TRACE_SUMMARY
 from decisiongraph.store.read_ahead import ReadAhead
 from decisiongraph.store.sql_base import SqlEventStore
 from decisiongraph.store.sqlite import BULK_CACHE_KIB, CACHE_KIB, SQLiteEventStore
+from tests.runtime.poison import POISON, TINY, P, Poisoned, step_until
 from tests.runtime.support import T, assert_exactly_once, open_sql, seeded
-from tests.runtime.test_dead_letters import (  # noqa: F401 (poisoned is a fixture)
-    POISON,
-    TINY,
-    P,
-    Poisoned,
-    poisoned,
-    step_until,
-)
 
 BATCH = 200
 
@@ -108,7 +101,7 @@ def test_another_applier_moving_a_projection_midway_loses_nothing(
 
 
 def test_an_operator_skip_in_range_is_honoured(
-    poisoned: Poisoned,  # noqa: F811 (the fixture imported above)
+    poisoned: Poisoned,
     requests: list[int],
 ) -> None:
     """An event skipped for a projection stays skipped when a long catch-up of

@@ -192,8 +192,10 @@ def test_a_store_factory_that_fails_is_retried(sqlite_path: str) -> None:
     ).start()
     try:
         wait_until(lambda: caught_up(probe, T), 20, "catch-up", lambda: progress(probe, T))
-        assert supervisor.restarts == 4
-        assert calls["n"] == 1 + 4 + len(PROJECTION_NAMES)
+        # Each restart may spend a failed call on its step and one on noting
+        # the crash; the workers then share the pool's stores.
+        assert 2 <= supervisor.restarts <= 4
+        assert calls["n"] <= 1 + 4 + SupervisorConfig().connections
         assert set(supervisor.workers()) == {(T, name) for name in PROJECTION_NAMES}
     finally:
         supervisor.stop()

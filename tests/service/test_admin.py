@@ -11,8 +11,8 @@ import pytest
 
 from decisiongraph.projections.rows import PROJECTION_NAMES
 from tests.conftest import load_golden
+from tests.runtime.poison import POISON, Poisoned
 from tests.runtime.support import wait_until
-from tests.runtime.test_dead_letters import POISON, Poisoned, poisoned  # noqa: F401 (fixture)
 from tests.service.conftest import Server, serving
 
 
@@ -73,7 +73,7 @@ def test_trace_list_pages_and_admin_actions(server: Server) -> None:
 
 
 @pytest.fixture
-def poisoned_server(poisoned: Poisoned) -> Iterator[Server]:  # noqa: F811 (the fixture)
+def poisoned_server(poisoned: Poisoned) -> Iterator[Server]:
     """A server started on a log whose event ``POISON`` was tampered with
     before any projection read it (so every projection dead-letters it):
     ``poisoned`` from the dead-letter tests, on each backend."""

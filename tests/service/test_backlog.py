@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 from decisiongraph.store.sqlite import SQLiteEventStore
+from tests.runtime.poison import POISON, raw_sql, set_payload
 from tests.runtime.support import T, seeded
-from tests.runtime.test_dead_letters import POISON, raw_sql, set_payload
 from tests.service.conftest import start_server
 
 

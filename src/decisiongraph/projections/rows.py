@@ -134,6 +134,11 @@ class PolicyEvalRow(NamedTuple):
     log_seq: int
     created_at: str
 
+    def digest_dict(self) -> dict[str, Any]:
+        """For comparing live rows with a rebuild's; no spec digest covers
+        this index (8.6)."""
+        return self._asdict()
+
 
 class PrecedentRow(NamedTuple):
     source_event_id: str

@@ -17,15 +17,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from decisiongraph.core.errors import InvalidArgumentError
+from decisiongraph.core.errors import DecisionGraphError, InvalidArgumentError
 from decisiongraph.core.operator_records import DeadLetter
 from decisiongraph.projections.rows import check_projection_names
 from decisiongraph.runtime.rebuild import Replay, check_replay_position, rebuild_online, replay_log
 from decisiongraph.store.sql_base import SqlEventStore
 
 SKIP_CONFIRMATION = "skip"
-#: The entry a finished rebuild adds after its ``projection.rebuild`` one.
+#: The entry a rebuild adds after its ``projection.rebuild`` one: done, or
+#: failed (with the error's code and message).
 REBUILD_DONE = "projection.rebuild.done"
+REBUILD_FAILED = "projection.rebuild.failed"
 
 
 def _require_reason(reason: str) -> None:
@@ -132,7 +134,25 @@ def rebuild(
             "head": store.get_last_log_seq(tenant_id),
         },
     )
-    cursor = rebuild_online(store, tenant_id, projection, owner=actor)
+    try:
+        cursor = rebuild_online(store, tenant_id, projection, owner=actor)
+    except DecisionGraphError as refused:
+        # The request stands in the trail; so does why it came to nothing
+        # (another rebuild running, a payload that no longer matches).
+        store.record_audit(
+            tenant_id,
+            actor=actor,
+            action=REBUILD_FAILED,
+            target=projection,
+            reason=reason,
+            details={
+                **(context or {}),
+                "projection": projection,
+                "code": refused.code,
+                "message": refused.message,
+            },
+        )
+        raise
     store.record_audit(
         tenant_id,
         actor=actor,

@@ -18,9 +18,10 @@ from pathlib import Path
 
 from decisiongraph.core.errors import InvalidArgumentError
 from decisiongraph.core.operator_records import DeadLetter
-from decisiongraph.projections.digests import Digests
+from decisiongraph.projections.digests import Digests, array_digest
 from decisiongraph.projections.rows import (
     CONTEXT_GRAPH,
+    POLICY_EVAL_INDEX,
     PRECEDENT_INDEX,
     PROJECTION_NAMES,
     TRACE_SUMMARY,
@@ -213,7 +214,8 @@ class DigestComparison:
 
 
 def compare_with_rebuild(store: SqlEventStore, tenant_id: str) -> DigestComparison:
-    """Live digests against a fresh rebuild at the same positions.
+    """Live digests against a fresh rebuild at the same positions (and the
+    policy-evaluation index, which no digest covers, by its rows).
 
     The live cursors, digests and operator skips are read in one snapshot,
     so workers and appends may go on meanwhile; each projection is then
@@ -224,13 +226,17 @@ def compare_with_rebuild(store: SqlEventStore, tenant_id: str) -> DigestComparis
     positions = live.cursors
     with _replica(store, tenant_id, max(positions.values(), default=0)) as replica:
         rebuilt, skipped = _rebuild_on_replica(replica, tenant_id, positions, live.skipped)
+        # No spec digest covers the policy-evaluation index; it is compared
+        # all the same, by a digest of its rows made the same way.
+        rebuilt_policy = array_digest(replica.iter_policy_rows(tenant_id))
     first = None
-    for name, attribute in (
-        (CONTEXT_GRAPH, "context_graph"),
-        (TRACE_SUMMARY, "trace_summary"),
-        (PRECEDENT_INDEX, "precedent_index"),
+    for name, live_digest, rebuilt_digest in (
+        (CONTEXT_GRAPH, live.digests.context_graph, rebuilt.context_graph),
+        (TRACE_SUMMARY, live.digests.trace_summary, rebuilt.trace_summary),
+        (PRECEDENT_INDEX, live.digests.precedent_index, rebuilt.precedent_index),
+        (POLICY_EVAL_INDEX, live.policy_index, rebuilt_policy),
     ):
-        if getattr(live.digests, attribute) != getattr(rebuilt, attribute):
+        if live_digest != rebuilt_digest:
             first = name
             break
     return DigestComparison(first is None, first, live.digests, rebuilt, positions, skipped)

@@ -9,17 +9,21 @@ transaction), releases leases and returns.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from decisiongraph.core.errors import InvalidArgumentError
 from decisiongraph.projections.rows import PROJECTION_NAMES
 from decisiongraph.runtime.backoff import Backoff
 from decisiongraph.runtime.wakeup import PostgresListener, Wakeup
 from decisiongraph.runtime.worker import ProjectionWorker
+from decisiongraph.runtime.worker_stores import WorkerStores
 from decisiongraph.store.postgres import is_postgres_url
 from decisiongraph.store.recent_batches import RecentBatches
 from decisiongraph.store.sql_base import SqlEventStore
@@ -44,6 +48,28 @@ class SupervisorConfig:
     max_attempts: int = 5
     restart_backoff: Backoff = field(default_factory=lambda: Backoff(base=0.2, cap=30.0))
     listen: bool = True  # LISTEN for NOTIFY on PostgreSQL
+    #: Database connections the workers take turns on (see worker_stores),
+    #: however many tenants there are; two more serve discovery and LISTEN.
+    connections: int = 4
+
+    def __post_init__(self) -> None:
+        """Refuse settings that would spin (a zero poll) or never let a dead
+        worker's lease go (an infinite time to live)."""
+        for name, value, least in (
+            ("poll_interval", self.poll_interval, 0.01),
+            ("lease_ttl", self.lease_ttl, 1.0),
+        ):
+            if not (math.isfinite(value) and value >= least):
+                raise InvalidArgumentError(
+                    f"{name} must be a finite number of seconds, at least {least}, not {value}"
+                )
+        for name, count in (
+            ("batch_size", self.batch_size),
+            ("max_attempts", self.max_attempts),
+            ("connections", self.connections),
+        ):
+            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+                raise InvalidArgumentError(f"{name} must be a whole number of at least 1")
 
 
 class Supervisor:
@@ -76,6 +102,12 @@ class Supervisor:
         store = self._factory()
         store.add_backlog_listener(self._on_backlog)
         self._probe_store = store
+        self._stores = WorkerStores(
+            self._factory,
+            self._config.connections,
+            lambda opened: opened.share_batch_cache(self._batches),
+            shared=store if self._shared else None,
+        )
         self._listener: PostgresListener | None = None
         if self._config.listen and is_postgres_url(store.url):
             self._listener = PostgresListener(store.url, self.wakeup, self._stop)
@@ -85,16 +117,18 @@ class Supervisor:
         return self
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Finish in-flight batches, release leases, join the threads."""
+        """Finish in-flight batches, release leases, join the threads, all
+        within ``timeout`` seconds (a deployment's grace period is one
+        deadline, not one per thread)."""
         self._stop.set()
         self.wakeup.wake()
-        for thread in list(self._threads.values()):
-            thread.join(timeout)
-        if self._discovery is not None:
-            self._discovery.join(timeout)
-        if self._listener is not None:
-            self._listener.join(timeout)
+        deadline = time.monotonic() + timeout
+        threads = [*self._threads.values(), self._discovery, self._listener]
+        for thread in threads:
+            if thread is not None:
+                thread.join(max(deadline - time.monotonic(), 0.0))
         self._probe_store.remove_backlog_listener(self._on_backlog)
+        self._stores.close()
         if not self._shared:
             self._probe_store.close()
 
@@ -139,39 +173,48 @@ class Supervisor:
                         self._probe_store.add_backlog_listener(self._on_backlog)
                     except Exception:
                         log.warning("cannot reopen the store for tenant discovery", exc_info=True)
-            self._stop.wait(max(self._config.poll_interval, 1.0))
+            # A new tenant's first append wakes us (NOTIFY, or the embedded
+            # store's backlog listener); polling covers lost notifications.
+            # Scans are at least a fifth of a second apart however busy.
+            seen = self.wakeup.generation()
+            if self._stop.wait(0.2):
+                return
+            self.wakeup.wait(seen, max(self._config.poll_interval, 1.0))
 
     # -- one worker's life -------------------------------------------------------
     def _run_worker(self, tenant_id: str, projection: str) -> None:
-        failures = 0
-        store: SqlEventStore | None = None
+        failures = 0  # crashes since the worker last applied something
+        crash_noted = False  # a crash's error is on record (cleared once recovered)
         worker: ProjectionWorker | None = None
         config = self._config
         while not self._stop.is_set():
             seen = self.wakeup.generation()
             try:
-                if worker is None:
-                    store = self._factory()
-                    store.share_batch_cache(self._batches)
-                    worker = ProjectionWorker(
-                        store,
-                        tenant_id,
-                        projection,
-                        self.owner,
-                        batch_size=config.batch_size,
-                        lease_ttl=config.lease_ttl,
-                        max_attempts=config.max_attempts,
-                    )
-                    with self._lock:
-                        self._workers[(tenant_id, projection)] = worker
-                applied = worker.step()
-                if failures and store is not None and not worker.parked and not worker.outage:
-                    # Recovered: the crash is no longer news (a parked worker's
-                    # error is its dead letter's and stays, a database outage's
-                    # stays until it is over).
-                    store.set_projection_error(tenant_id, projection, None)
-                failures = 0
+                with self._stores.borrow() as store:
+                    if worker is None:
+                        worker = ProjectionWorker(
+                            store,
+                            tenant_id,
+                            projection,
+                            self.owner,
+                            batch_size=config.batch_size,
+                            lease_ttl=config.lease_ttl,
+                            max_attempts=config.max_attempts,
+                        )
+                        with self._lock:
+                            self._workers[(tenant_id, projection)] = worker
+                    worker.store = store
+                    applied = worker.step()
+                    if crash_noted and not worker.parked and not worker.outage:
+                        # Recovered: the crash is no longer news (a parked
+                        # worker's error is its dead letter's and stays, a
+                        # database outage's stays until it is over).
+                        store.set_projection_error(tenant_id, projection, None)
+                        crash_noted = False
                 if applied:
+                    # Progress: only now is a crash loop over. A worker that
+                    # crashes on every few steps still backs off further.
+                    failures = 0
                     continue
                 wait = config.poll_interval
                 retry_in = worker.seconds_until_retry()
@@ -188,22 +231,18 @@ class Supervisor:
                     exc,
                     exc_info=True,
                 )
-                if store is not None:
-                    try:
+                try:
+                    with self._stores.borrow() as store:
                         store.set_projection_error(tenant_id, projection, f"worker crashed: {exc}")
-                    except Exception:
-                        log.debug("could not record the worker error", exc_info=True)
-                    if not self._shared:
-                        try:
-                            store.close()
-                        except Exception:
-                            log.debug("could not close the worker's store", exc_info=True)
-                store, worker = None, None
+                    crash_noted = True
+                except Exception:
+                    log.debug("could not record the worker error", exc_info=True)
+                worker = None  # a fresh one, on a fresh store (the failed one was closed)
                 self._stop.wait(config.restart_backoff.delay(failures))
-        if worker is not None and store is not None:
-            try:
+        # Stopped: hand the lease back now rather than at its expiry, also
+        # when stopped while backing off after a crash.
+        try:
+            with self._stores.borrow() as store:
                 store.release_lease(tenant_id, projection, self.owner)
-            except Exception:
-                log.debug("could not release the lease", exc_info=True)
-            if not self._shared:
-                store.close()
+        except Exception:
+            log.debug("could not release the lease", exc_info=True)

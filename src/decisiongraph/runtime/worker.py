@@ -59,6 +59,9 @@ class ProjectionWorker:
     _renewed_at: float = -1e9
     _letters_checked_at: float = -1e9
     _retrying: bool = False
+    # A worker before this one (another process, or this thread before a
+    # restart) may have left an error behind that no one will clear.
+    _error_may_linger: bool = True
 
     @property
     def outage(self) -> Outage | None:
@@ -108,9 +111,7 @@ class ProjectionWorker:
             if not self.owns_lease:
                 return 0
         if self.parked or now - self._letters_checked_at > 1.0:
-            letters = self.store.dead_letters(self.tenant_id, projection=self.projection)
-            self.parked = any(letter.status == "open" for letter in letters)
-            self._retrying = any(letter.status == "retry" for letter in letters)
+            self._check_letters()
             self._letters_checked_at = now
             if self.parked:
                 return 0  # stopped at the dead letter until an operator acts
@@ -132,11 +133,29 @@ class ProjectionWorker:
             self._succeeded()
         return applied
 
+    def _check_letters(self) -> None:
+        """Park at an open dead letter; letters the projection has applied
+        past meanwhile (a rebuild after the fix) are settled instead."""
+        letters = self.store.dead_letters(self.tenant_id, projection=self.projection)
+        pending = [letter for letter in letters if letter.status in ("open", "retry")]
+        if pending:
+            cursor = self.store.projection_cursor(self.tenant_id, self.projection)
+            if any(letter.log_seq <= cursor for letter in pending):
+                self.store.mark_dead_letters_resolved(
+                    self.tenant_id, self.projection, cursor, include_open=True
+                )
+                pending = [letter for letter in pending if letter.log_seq > cursor]
+        self.parked = any(letter.status == "open" for letter in pending)
+        self._retrying = any(letter.status == "retry" for letter in pending)
+
     def _succeeded(self) -> None:
         if self._failure is not None or self._retrying:
             cursor = self.store.projection_cursor(self.tenant_id, self.projection)
             self.store.mark_dead_letters_resolved(self.tenant_id, self.projection, cursor)
             self._retrying = False
+        elif self._error_may_linger:
+            self.store.set_projection_error(self.tenant_id, self.projection, None)
+        self._error_may_linger = False
         self._failure = None
 
     def _isolate_failure(self, until: int) -> int:
@@ -163,8 +182,9 @@ class ProjectionWorker:
         # A bug's traceback is what its fixer needs; a domain error says it all.
         trace = None if isinstance(exc, DecisionGraphError) else exc
         if failure.attempts >= self.max_attempts:
-            events = self.store.list_events(self.tenant_id, since_log_seq=log_seq - 1, limit=1)
-            event_id = events[0].event_id if events else ""
+            # The id alone, never the decoded event: what failed may be the
+            # stored payload itself, which must still be dead-lettered.
+            event_id = self.store.event_id_at(self.tenant_id, log_seq) or ""
             self.store.add_dead_letter(
                 self.tenant_id,
                 self.projection,
@@ -177,8 +197,8 @@ class ProjectionWorker:
             )
             log.error(
                 "projection %s of tenant %s: log_seq %d (event %s) dead-lettered after %d "
-                "attempts (%s: %s); the projection stops there until an operator retries "
-                "or skips it",
+                "attempts in a row (%s: %s); the projection stops there until an operator "
+                "retries or skips it",
                 self.projection,
                 self.tenant_id,
                 log_seq,

@@ -42,6 +42,7 @@ from decisiongraph.query.health import ProjectionHealth
 from decisiongraph.query.precedents import PrecedentHit
 from decisiongraph.query.traces import TracePage, TraceSummary
 from decisiongraph.runtime.health import ProjectionStatus
+from decisiongraph.runtime.wait import check_wait_args
 from decisiongraph.sdk import calls
 from decisiongraph.sdk.batcher import Batcher, DeliveryStatus, auth_headers, open_buffered
 from decisiongraph.sdk.client import SseParser, batch_body, renumbered
@@ -507,6 +508,7 @@ class AsyncClient(EventHelpers[Awaitable[AppendResult]]):
         timeout: float = 10.0,
         projections: Sequence[str] = PROJECTION_NAMES,
     ) -> bool:
+        check_wait_args(log_seq, timeout)  # before any request: nan would never time out
         deadline = time.monotonic() + timeout
         pause = 0.005
         names: tuple[str, ...] | None = None

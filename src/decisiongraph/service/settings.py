@@ -35,7 +35,11 @@ ENVIRONMENT: tuple[tuple[str, str], ...] = (
         "(default 1; 0 = no wait)",
     ),
     ("DG_STREAM_HEARTBEAT", "seconds between keep-alives on an idle event stream (default 15)"),
-    ("DG_NOTIFY", "0 turns PostgreSQL LISTEN/NOTIFY wake-ups off (workers only poll)"),
+    (
+        "DG_NOTIFY",
+        "0/false/off/no turns PostgreSQL LISTEN/NOTIFY wake-ups off (workers only poll); "
+        "1/true/on/yes or unset leaves them on; any other value is refused",
+    ),
     ("DG_METRICS_TOKEN", "when set, /metrics needs `Authorization: Bearer <token>`"),
 )
 

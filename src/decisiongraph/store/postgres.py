@@ -25,6 +25,7 @@ from decisiongraph.core.errors import (
     DecisionGraphError,
     EventSequenceInvalidError,
     IdempotencyConflictError,
+    InvalidArgumentError,
     StorageError,
 )
 from decisiongraph.core.hashing import GENESIS_CHAIN_HASH
@@ -67,6 +68,38 @@ def translate_pg_error(exc: Exception) -> DecisionGraphError | None:
     return StorageError(f"PostgreSQL error: {text.strip()}")
 
 
+_SWITCH_VALUES = {
+    "1": True,
+    "true": True,
+    "on": True,
+    "yes": True,
+    "0": False,
+    "false": False,
+    "off": False,
+    "no": False,
+}
+
+
+def notify_from_env() -> bool:
+    """``DG_NOTIFY`` as a switch (default on).
+
+    Spelled as an operator would (``off``, ``false``, ``no``, any case): a
+    value we do not understand is refused rather than read as "on", since an
+    operator who wrote ``DG_NOTIFY=off`` and still got NOTIFY traffic would
+    never find out why.
+    """
+    raw = os.environ.get("DG_NOTIFY")
+    if raw is None or not raw.strip():
+        return True
+    value = _SWITCH_VALUES.get(raw.strip().lower())
+    if value is None:
+        raise InvalidArgumentError(
+            f"DG_NOTIFY must be one of 1/0, true/false, on/off, yes/no, not {raw!r}",
+            details={"variable": "DG_NOTIFY"},
+        )
+    return value
+
+
 _INTEGER_COLUMNS = frozenset({"log_seq", "last_log_seq", "event_count", "trace_seq"})
 
 
@@ -96,11 +129,12 @@ class PostgresEventStore(SqlEventStore):
         fails (a lock timeout, which callers treat as passing trouble);
         None waits as long as PostgreSQL's own setting says.
         """
-        super().__init__(url, clock)
         # NOTIFY wakes workers in other processes; DG_NOTIFY=0 turns it off
-        # (workers then find new events by polling alone).
+        # (workers then find new events by polling alone). Read before
+        # connecting, so a malformed value opens nothing.
         if notify is None:
-            notify = os.environ.get("DG_NOTIFY", "1") != "0"
+            notify = notify_from_env()
+        super().__init__(url, clock)
         self._notify = notify
         self._lock = threading.RLock()
         try:

@@ -102,12 +102,17 @@ REPLAY_SELECT = (
 )
 
 
-def replayed_from_row(row: Sequence[Any]) -> ReplayedEvent:
-    """Decode a row selected with ``REPLAY_SELECT`` (hash already checked)."""
-    try:
-        payload = loads(row[8])
-    except (ValueError, TypeError) as exc:
-        raise StorageError(f"Corrupt stored JSON at log_seq {row[0]}: {exc}") from exc
+def replayed_from_row(row: Sequence[Any], *, decode_payload: bool = True) -> ReplayedEvent:
+    """Decode a row selected with ``REPLAY_SELECT`` (hash already checked);
+    without ``decode_payload`` the payload is left empty (a row that failed
+    its hash check, which nothing folds)."""
+    if not decode_payload:
+        payload: dict[str, Any] = {}
+    else:
+        try:
+            payload = loads(row[8])
+        except (ValueError, TypeError) as exc:
+            raise StorageError(f"Corrupt stored JSON at log_seq {row[0]}: {exc}") from exc
     return ReplayedEvent(
         row[0], row[1], row[2], row[3], row[4], row[5], _actor(row[6], row[7]), payload
     )

@@ -270,6 +270,17 @@ class SqlLog(SqlBackend):
         return found
 
     # -- log reads -----------------------------------------------------------
+    def event_id_at(self, tenant_id: str, log_seq: int) -> str | None:
+        """The id of the event at ``log_seq``, read without decoding the
+        event (whose stored payload may be what is wrong with it)."""
+        with self._read() as cur:
+            row = self._x(
+                cur,
+                "SELECT event_id FROM dg_event_log WHERE tenant_id = ? AND log_seq = ?",
+                (tenant_id, log_seq),
+            ).fetchone()
+        return None if row is None else str(row[0])
+
     def list_events(
         self,
         tenant_id: str,

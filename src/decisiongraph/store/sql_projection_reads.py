@@ -8,6 +8,7 @@ from typing import Any
 from decisiongraph.projections.rows import (
     EdgeRow,
     NodeRow,
+    PolicyEvalRow,
     PrecedentRow,
     TraceSummaryRow,
 )
@@ -74,6 +75,17 @@ class SqlProjectionReads(SqlBackend):
             "ORDER BY source_event_id",
             tenant_id,
             PrecedentRow,
+            stream,
+        )
+
+    def iter_policy_rows(
+        self, tenant_id: str, t: TableSet = LIVE, stream: Streamer | None = None
+    ) -> Iterator[PolicyEvalRow]:
+        return self._iter(
+            "SELECT index_id, trace_id, policy_id, policy_version, log_seq, created_at "
+            f"FROM {t.policy} WHERE tenant_id = ? ORDER BY index_id",
+            tenant_id,
+            PolicyEvalRow,
             stream,
         )
 

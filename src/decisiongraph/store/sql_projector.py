@@ -352,7 +352,12 @@ class SqlProjector(SqlProjectionReads):
                 cur, REPLAY_SELECT + where + " ORDER BY log_seq LIMIT ?", [*params, limit]
             ).fetchall()
             bad = frozenset(int(row[0]) for row in rows if sha256_text(row[8]) != row[9])
-            return [replayed_from_row(row) for row in rows], bad
+            # A payload that fails its hash is never folded (the fold refuses
+            # it, or passes over an operator's skip), so it is not decoded:
+            # it may not even be JSON, and must still be skippable.
+            return [
+                replayed_from_row(row, decode_payload=int(row[0]) not in bad) for row in rows
+            ], bad
 
         if not consumers:
             return read()

@@ -15,7 +15,7 @@ from typing import Any
 
 from decisiongraph.core.errors import ConflictError, InvalidArgumentError, NotFoundError
 from decisiongraph.core.operator_records import AuditEntry, DeadLetter, check_dead_letter_status
-from decisiongraph.projections.digests import Digests
+from decisiongraph.projections.digests import Digests, array_digest
 from decisiongraph.projections.rows import PROJECTION_NAMES
 from decisiongraph.store.columns import EVENT_COLUMNS
 from decisiongraph.store.sql_backend import Cursor
@@ -29,6 +29,32 @@ DEAD_LETTER_COLUMNS = (
     "id, tenant_id, projection_name, log_seq, event_id, error_code, message, attempts, "
     "first_seen_at, last_seen_at, status, resolved_at, resolution"
 )
+
+
+#: Row ids are signed 64-bit integers on both backends.
+_ID_RANGE = range(-(2**63), 2**63)
+
+
+def _check_letter_id(dead_letter_id: int) -> None:
+    """A dead letter id is an int (a bool or a string is a caller's bug)."""
+    if isinstance(dead_letter_id, bool) or not isinstance(dead_letter_id, int):
+        raise InvalidArgumentError(
+            f"A dead letter id must be an integer, not {dead_letter_id!r}", details={"field": "id"}
+        )
+
+
+def _storable(dead_letter_id: int) -> bool:
+    """Whether a row could have this id (SQLite's driver overflows past 64 bits)."""
+    return dead_letter_id in _ID_RANGE
+
+
+def _check_actor(actor: str) -> None:
+    """The audit log is append-only: an entry naming nobody (an empty or
+    blank actor) could never be corrected, so it is never written."""
+    if not isinstance(actor, str) or not actor.strip():
+        raise InvalidArgumentError(
+            "An actor is required: the audit log must name who acted", details={"field": "actor"}
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +73,8 @@ class LiveSnapshot:
     cursors: dict[str, int]
     digests: Digests
     skipped: tuple[DeadLetter, ...]
+    #: The policy-evaluation index, which no spec digest covers (8.6).
+    policy_index: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,18 +308,53 @@ class SqlRuntime(SqlProjector):
                 )
             )
             digests = self.digests(tenant_id, LIVE, stream)
-        return LiveSnapshot(cursors, digests, skipped)
+            policy_index = array_digest(self.iter_policy_rows(tenant_id, LIVE, stream))
+        return LiveSnapshot(cursors, digests, skipped, policy_index)
 
     def get_dead_letter(self, tenant_id: str, dead_letter_id: int) -> DeadLetter:
-        with self._read() as cur:
-            row = self._x(
-                cur,
-                f"SELECT {DEAD_LETTER_COLUMNS} FROM dg_dead_letter WHERE tenant_id = ? AND id = ?",
-                (tenant_id, dead_letter_id),
-            ).fetchone()
+        """The tenant's letter ``dead_letter_id``, or ``DG_ERR_NOT_FOUND``.
+
+        A letter of another tenant is reported as such (without naming that
+        tenant: this message reaches API callers), so an operator who forgot
+        ``--tenant`` is not told the letter does not exist. An id no row can
+        have (beyond 64 bits) is simply not found, on SQLite as on
+        PostgreSQL, instead of overflowing the driver.
+        """
+        _check_letter_id(dead_letter_id)
+        row = None
+        if _storable(dead_letter_id):
+            with self._read() as cur:
+                row = self._x(
+                    cur,
+                    f"SELECT {DEAD_LETTER_COLUMNS} FROM dg_dead_letter "
+                    "WHERE tenant_id = ? AND id = ?",
+                    (tenant_id, dead_letter_id),
+                ).fetchone()
         if row is None:
+            owner = self.dead_letter_tenant(dead_letter_id)
+            if owner is not None and owner != tenant_id:
+                raise NotFoundError(
+                    f"Dead letter {dead_letter_id} belongs to another tenant, "
+                    f"not to tenant '{tenant_id}'",
+                    details={"id": dead_letter_id, "tenant": tenant_id},
+                )
             raise NotFoundError(f"No dead letter {dead_letter_id}", details={"id": dead_letter_id})
         return DeadLetter(*row)
+
+    def dead_letter_tenant(self, dead_letter_id: int) -> str | None:
+        """The tenant a letter belongs to (None: no such letter).
+
+        For operators, who see every tenant (the CLI); never answer an API
+        caller with it.
+        """
+        _check_letter_id(dead_letter_id)
+        if not _storable(dead_letter_id):
+            return None
+        with self._read() as cur:
+            row = self._x(
+                cur, "SELECT tenant_id FROM dg_dead_letter WHERE id = ?", (dead_letter_id,)
+            ).fetchone()
+        return None if row is None else str(row[0])
 
     def resolve_dead_letter(
         self,
@@ -311,6 +374,7 @@ class SqlRuntime(SqlProjector):
             raise InvalidArgumentError("action must be 'retry' or 'skip'")
         if not reason or not reason.strip():
             raise InvalidArgumentError("A reason is required")
+        _check_actor(actor)
         letter = self.get_dead_letter(tenant_id, dead_letter_id)
         if letter.status not in ("open", "retry"):
             raise ConflictError(
@@ -341,13 +405,18 @@ class SqlRuntime(SqlProjector):
             )
         return self.get_dead_letter(tenant_id, dead_letter_id)
 
-    def mark_dead_letters_resolved(self, tenant_id: str, projection: str, up_to: int) -> None:
-        """Letters being retried whose event has now been applied are done."""
+    def mark_dead_letters_resolved(
+        self, tenant_id: str, projection: str, up_to: int, *, include_open: bool = False
+    ) -> None:
+        """Letters being retried whose event has now been applied are done;
+        with ``include_open``, open ones too (a rebuild applied past them)."""
+        statuses = "('retry', 'open')" if include_open else "('retry')"
         with self._write() as cur:
             self._x(
                 cur,
                 "UPDATE dg_dead_letter SET status = 'resolved', resolved_at = ? "
-                "WHERE tenant_id = ? AND projection_name = ? AND status = 'retry' AND log_seq <= ?",
+                f"WHERE tenant_id = ? AND projection_name = ? AND status IN {statuses} "
+                "AND log_seq <= ?",
                 (self._now(), tenant_id, projection, up_to),
             )
             self._upsert_state(cur, tenant_id, projection, last_error=None, last_error_at=None)
@@ -363,6 +432,7 @@ class SqlRuntime(SqlProjector):
         reason: str,
         details: dict[str, Any],
     ) -> None:
+        _check_actor(actor)  # the callers check first; this is the last line of defence
         self._x(
             cur,
             "INSERT INTO dg_audit_log (tenant_id, at, actor, action, target, reason, details_json) "
@@ -388,6 +458,7 @@ class SqlRuntime(SqlProjector):
         reason: str,
         details: dict[str, Any] | None = None,
     ) -> None:
+        _check_actor(actor)  # before the transaction: a refusal writes nothing
         with self._write() as cur:
             self._audit(cur, tenant_id, actor, action, target, reason, details or {})
 
