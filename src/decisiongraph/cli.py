@@ -766,6 +766,15 @@ def worker(
             help=f"Lease time-to-live ({LEASE_TTL_RANGE[0]:g} to {LEASE_TTL_RANGE[1]:g})",
         ),
     ] = 10.0,
+    connections: Annotated[
+        int,
+        typer.Option(
+            "--connections",
+            min=1,
+            metavar="N",
+            help="Database connections the workers share, however many tenants",
+        ),
+    ] = 4,
 ) -> None:
     """Run projection workers until SIGTERM (drains the in-flight batch)."""
     import logging
@@ -785,6 +794,7 @@ def worker(
             batch_size=batch_size,
             poll_interval=poll_interval,
             lease_ttl=lease_ttl,
+            connections=connections,
         )
     except DecisionGraphError as exc:
         _error(exc)
