@@ -31,7 +31,7 @@ from decisiongraph.store.postgres import NOTIFY_CHANNEL, PostgresEventStore
 from decisiongraph.store.sql_base import SqlEventStore
 from decisiongraph.store.sqlite import SQLiteEventStore
 from tests.conftest import GOLDEN_DIR, load_golden
-from tests.test_cli import ERROR_LINE, dg
+from tests.test_cli import ERROR_LINE, _tenant_commands, dg
 
 FOREIGN = "is not a DecisionGraph database (it holds other tables)"
 
@@ -56,27 +56,10 @@ def _one_error(done: subprocess.CompletedProcess[str], code: str) -> str:
 
 # -- 1. another application's database is refused, not migrated ----------------
 def _commands(db: str, tmp_path: Path) -> dict[str, list[str]]:
+    """Every command that opens a database: those reading a tenant, and more."""
     events = str(GOLDEN_DIR / "support" / "events.json")
     return {
-        "projection-status": ["projection-status", db],
-        "dead-letters list": ["dead-letters", "list", db],
-        "replay": ["replay", db],
-        "compare": ["compare", db],
-        "verify": ["verify", db],
-        "rebuild": ["rebuild", db, "--projection", "context_graph", "--reason", "x"],
-        "dead-letters retry": ["dead-letters", "retry", db, "1", "--reason", "x"],
-        "dead-letters skip": [
-            "dead-letters",
-            "skip",
-            db,
-            "1",
-            "--reason",
-            "x",
-            "--confirm",
-            "skip",
-        ],
-        "export": ["export", db, str(tmp_path / "out.jsonl")],
-        "dump-trace": ["dump-trace", db, "t"],
+        **_tenant_commands(db, tmp_path / "out.jsonl"),
         "accounts list": ["accounts", "list", db],
         "accounts rotate": ["accounts", "rotate", db, "nobody"],
         "import": ["import", db, events],
