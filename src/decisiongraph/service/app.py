@@ -188,8 +188,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     # at it; a projection truly behind still gets the 503.
                     head = int(stale.details["event_log_last_seq"])
                     names = stale.details["projections"]
+                    # Polled every 2 ms: workers trail by milliseconds, and
+                    # the poll's granularity is the read's added latency.
                     if settings.read_wait <= 0 or not wait_for_position(
-                        store, tenant, head, timeout=settings.read_wait, projections=names
+                        store,
+                        tenant,
+                        head,
+                        timeout=settings.read_wait,
+                        projections=names,
+                        poll=0.002,
                     ):
                         raise
                 with reading_as_of(head):
