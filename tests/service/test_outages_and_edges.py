@@ -190,6 +190,11 @@ def test_admin_bodies_are_strictly_typed(server: Server) -> None:
             body = {"reason": "audit", "to_log_seq": position}
             error_of(client.post("/api/v1/admin/replay", json=body), 400, INVALID)
         error_of(client.post("/api/v1/admin/replay", json={"reason": 7}), 400, INVALID)
+        for text in (b'{"reason": NaN}', b'{"reason": "x", "to_log_seq": Infinity}'):
+            sent = client.post(
+                "/api/v1/admin/replay", content=text, headers={"content-type": "application/json"}
+            )
+            error_of(sent, 400, "DG_ERR_MALFORMED_JSON")
 
 
 def test_post_events_wants_a_json_body(server: Server) -> None:

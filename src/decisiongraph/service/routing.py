@@ -9,6 +9,7 @@ gets 403 before the body is looked at.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -19,6 +20,7 @@ from fastapi.routing import APIRoute
 from starlette.routing import Match
 from starlette.types import Scope
 
+from decisiongraph.core.canonical_json import loads
 from decisiongraph.service.auth import Principal
 
 SCOPE_KEY = "x-required-scope"
@@ -71,6 +73,24 @@ def _declare_rate_limit_headers(schema: dict[str, Any]) -> None:
                     response.setdefault("headers", {}).update(refs)
 
 
+class StrictJSONRequest(Request):
+    """A request whose JSON body must be JSON text: NaN and Infinity, which
+    Python's parser (and so FastAPI's) accepts, are malformed JSON here as
+    they are on ``POST /events``."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            body = await self.body()
+            try:
+                self._json = loads(body, strict=True)
+            except json.JSONDecodeError:
+                raise
+            except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+                text = body.decode("utf-8", "replace")
+                raise json.JSONDecodeError(str(exc), text, 0) from exc
+        return self._json
+
+
 def authenticated_routes(authenticate: Authenticate) -> type[APIRoute]:
     """A route class whose scoped routes authenticate before anything else.
 
@@ -85,6 +105,7 @@ def authenticated_routes(authenticate: Authenticate) -> type[APIRoute]:
                 return handler
 
             async def authenticated(request: Request) -> Response:
+                request = StrictJSONRequest(request.scope, request.receive)
                 request.state.principal = await run_in_threadpool(authenticate, request, scope)
                 return await handler(request)
 
