@@ -729,12 +729,14 @@ LEASE_TTL_RANGE = (1.0, 86400.0)
 
 
 def _check_seconds(option: str, value: float, bounds: tuple[float, float]) -> None:
-    """A finite number of seconds within ``bounds``, or one line naming the option."""
+    """A finite number of seconds within ``bounds``, or one line naming the
+    option (exit 2, as for any other option value out of its range)."""
     least, most = bounds
     if not (math.isfinite(value) and least <= value <= most):
         _fail(
             INVALID_ARGUMENT,
             f"{option} must be a number of seconds from {least:g} to {most:g}, not {value:g}",
+            EXIT_USAGE,
         )
 
 

@@ -25,7 +25,12 @@ ActorLike = ActorRef | Mapping[str, Any]
 
 log = logging.getLogger("decisiongraph")
 
-_FORBIDDEN_RE = re.compile("|".join(re.escape(p) for p in FORBIDDEN_PATTERNS), re.IGNORECASE)
+# A forbidden pattern and the rest of its word (the value after ``token=``
+# is the secret, not the marker); a key block and all that follows it.
+_FORBIDDEN_RE = re.compile(
+    "(?:" + "|".join(re.escape(p) for p in FORBIDDEN_PATTERNS) + r")\S*", re.IGNORECASE
+)
+_KEY_BLOCK_RE = re.compile(r"-----BEGIN.*", re.IGNORECASE | re.DOTALL)
 
 
 def default_idempotency_key(event_type: str, trace_id: str, trace_seq: int) -> str:
@@ -53,10 +58,13 @@ def failure_summary(exc: BaseException) -> str:
     The caller's error text is not ours to vet (``connect failed: token=...``);
     were the guard to refuse the summary, the trace would stay open and the
     caller would see a ``PiiPolicyViolationError`` instead of their own
-    error. Forbidden patterns are blanked out; if anything still trips the
-    guard (a pattern formed across a redaction) only the type name is kept.
+    error. Each forbidden pattern is blanked out with the rest of its word
+    (``token=abc123`` becomes ``[redacted]``: the value is the secret), a
+    key block with everything after it; if anything still trips the guard
+    (a pattern formed across a redaction) only the type name is kept.
     """
-    summary = _FORBIDDEN_RE.sub("[redacted]", f"{type(exc).__name__}: {exc}")[:500]
+    text = _KEY_BLOCK_RE.sub("[redacted]", f"{type(exc).__name__}: {exc}")
+    summary = _FORBIDDEN_RE.sub("[redacted]", text)[:500]
     return summary if find_forbidden(summary) is None else type(exc).__name__
 
 
