@@ -27,6 +27,13 @@ GOLDEN_DIR = Path(
         "DG_GOLDEN_DIR", Path(__file__).resolve().parents[2] / "shared" / "reference" / "golden"
     )
 )
+if not GOLDEN_DIR.is_dir():  # say what is missing, not a traceback from collection
+    pytest.exit(
+        f"The golden scenarios are not at {GOLDEN_DIR}: the tests need the reference "
+        "scenarios beside the repository (../shared/reference/golden) or DG_GOLDEN_DIR "
+        "naming them",
+        returncode=4,
+    )
 GOLDEN_SCENARIOS = sorted(p.name for p in GOLDEN_DIR.iterdir() if (p / "events.json").exists())
 
 
