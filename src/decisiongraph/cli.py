@@ -270,6 +270,33 @@ class _Unreadable(Exception):
     """The file as a whole is not an event file; one message says why."""
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object with one value per key: a repeated key is ambiguous (JSON
+    parsers disagree on which value wins), so an event holding one is
+    refused rather than imported "as given" with a guess."""
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"duplicate key {key!r}")
+            seen.add(key)
+    return document
+
+
+def _loads(text: str) -> Any:
+    """``json.loads`` refusing repeated keys (and, as it does, integers of
+    more than 4,300 digits: both raise ValueError)."""
+    return json.loads(text, object_pairs_hook=_unique_keys)
+
+
+def _lines(text: str) -> list[str]:
+    """JSON Lines split at line feeds only: U+2028, U+0085 and the other
+    characters ``str.splitlines`` breaks at may stand raw inside JSON
+    strings (``export`` writes them so)."""
+    return [line.removesuffix("\r") for line in text.split("\n")]
+
+
 def _first_line_is_json(text: str) -> bool:
     """Whether the first non-blank line is a JSON value on its own.
 
@@ -277,11 +304,11 @@ def _first_line_is_json(text: str) -> bool:
     document, whose first line (``{`` or ``[``) never is: a broken line in
     the former is reported per line, a syntax error in the latter once.
     """
-    for line in text.splitlines():
+    for line in _lines(text):
         if line.strip():
             try:
-                json.loads(line)
-            except json.JSONDecodeError:
+                _loads(line)
+            except ValueError:  # JSONDecodeError is one
                 return False
             return True
     return False
@@ -296,14 +323,18 @@ def _documents(text: str) -> Iterator[tuple[str, Any]]:
     stripped = text.lstrip()
     if stripped.startswith(("{", "[")):
         try:
-            whole = json.loads(text)
-        except json.JSONDecodeError as exc:
+            whole = _loads(text)
+        except ValueError as exc:
             if not _first_line_is_json(text):
                 # One document with a syntax error: reading it as JSON Lines
                 # would report every one of its lines as malformed.
-                raise _Unreadable(
-                    f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
-                ) from None
+                where = (
+                    f" at line {exc.lineno} column {exc.colno}"
+                    if isinstance(exc, json.JSONDecodeError)
+                    else ""
+                )
+                message = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+                raise _Unreadable(f"malformed JSON{where}: {message}") from None
             whole = None  # JSON Lines: its lines are read one by one below
         if isinstance(whole, dict) and "events" in whole:
             events = whole["events"]
@@ -319,12 +350,12 @@ def _documents(text: str) -> Iterator[tuple[str, Any]]:
         if isinstance(whole, dict):
             yield "line 1", whole
             return
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(_lines(text), start=1):
         if not line.strip():
             continue
         try:
-            yield f"line {number}", json.loads(line)
-        except json.JSONDecodeError as exc:
+            yield f"line {number}", _loads(line)
+        except ValueError as exc:  # JSONDecodeError is one
             yield f"line {number}", exc
 
 
@@ -337,7 +368,9 @@ def _read_envelopes(path: str) -> tuple[list[EventEnvelope], list[str]]:
     the append, which stops at its first failure.
     """
     try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text("utf-8")
+        # A byte order mark, which some editors write, is not part of the JSON.
+        text = sys.stdin.read() if path == "-" else Path(path).read_text("utf-8-sig")
+        text = text.removeprefix("\ufeff")
     except (OSError, UnicodeDecodeError) as exc:
         _fail(INVALID_ARGUMENT, f"cannot read '{path}': {exc}")
     envelopes: list[EventEnvelope] = []
@@ -348,8 +381,9 @@ def _read_envelopes(path: str) -> tuple[list[EventEnvelope], list[str]]:
     except _Unreadable as exc:
         _fail(INVALID_ARGUMENT, f"{exc}; nothing was imported from '{path}'")
     for position, item in documents:
-        if isinstance(item, json.JSONDecodeError):
-            problems.append(f"{INVALID_ARGUMENT}: {position}: malformed JSON: {item.msg}")
+        if isinstance(item, ValueError):
+            message = item.msg if isinstance(item, json.JSONDecodeError) else str(item)
+            problems.append(f"{INVALID_ARGUMENT}: {position}: malformed JSON: {message}")
             continue
         try:
             envelope = envelope_from_dict(item)

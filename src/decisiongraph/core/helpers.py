@@ -140,8 +140,13 @@ class EventHelpers(Generic[R]):
             occurred_at=occurred_at,
             source=source_ref(source),
             actor=actor_ref(actor),
-            idempotency_key=idempotency_key
-            or default_idempotency_key(event_type, trace_id, trace_seq),
+            # None takes the default; anything else, "" included, is the
+            # caller's key and is validated as given (spec 5, step 1).
+            idempotency_key=(
+                default_idempotency_key(event_type, trace_id, trace_seq)
+                if idempotency_key is None
+                else idempotency_key
+            ),
             payload=payload,
             correlation_id=correlation_id,
             causation_event_id=causation_event_id,
@@ -206,7 +211,8 @@ class EventHelpers(Generic[R]):
         }
         if context:
             payload["context"] = dict(context)
-        options.setdefault("idempotency_key", f"start:{trace_id}")
+        if options.get("idempotency_key") is None:  # absent or None: the default
+            options["idempotency_key"] = f"start:{trace_id}"
         return trace_id, self.append_event(
             trace_id, et.TRACE_STARTED, payload, source, actor, **options
         )
@@ -223,7 +229,8 @@ class EventHelpers(Generic[R]):
         payload: dict[str, Any] = {"outcome": outcome}
         if summary:
             payload["summary"] = summary
-        options.setdefault("idempotency_key", f"finish:{trace_id}")
+        if options.get("idempotency_key") is None:  # absent or None: the default
+            options["idempotency_key"] = f"finish:{trace_id}"
         return self.append_event(trace_id, et.TRACE_FINISHED, payload, source, actor, **options)
 
     def observe_input(

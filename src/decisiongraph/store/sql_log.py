@@ -3,6 +3,7 @@ and verification of the hash chain."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -35,6 +36,8 @@ from decisiongraph.store.sql_backend import (
     event_from_row,
     next_window,
 )
+
+log = logging.getLogger(__name__)
 
 
 class KeyTaken(Exception):
@@ -108,7 +111,19 @@ class SqlLog(SqlBackend):
                     listener(tenant_id, plan.last_log_seq)
         if project and catch_up and not projected:
             target = max(event.log_seq for event in plan.results)
-            self.project_pending(tenant_id, until_log_seq=target)
+            try:
+                self.project_pending(tenant_id, until_log_seq=target)
+            except Exception as exc:
+                # The append is committed: its caller must hear that it was
+                # stored. The projection stays behind (reads say so with
+                # DG_ERR_PROJECTION_OUT_OF_DATE) for a worker to retry or
+                # dead-letter; a projection failure never fails an append.
+                log.warning(
+                    "tenant %s: events up to log_seq %d were stored but not projected: %s",
+                    tenant_id,
+                    target,
+                    exc,
+                )
         return plan.results
 
     def _commit_append(
