@@ -4,7 +4,8 @@ An append whose projection fails after the commit still reports the stored
 events; files that ``export`` writes import again (raw U+2028 and
 U+0085 inside strings), a byte order mark is ignored, repeated keys and
 over-long integers are refused with their position; ``None`` as an
-idempotency key means the default key, ``""`` is refused.
+idempotency key means the default key, ``""`` is refused; identifiers are
+bounded alike on every backend.
 """
 
 from __future__ import annotations
@@ -16,8 +17,11 @@ from typing import Any
 import pytest
 
 from decisiongraph import ActorRef, DecisionGraph, EntityRef, SourceRef
+from decisiongraph.core.envelope import envelope_from_dict
 from decisiongraph.core.errors import DecisionGraphError
+from decisiongraph.core.validation import MAX_ID_BYTES
 from decisiongraph.projections import batch
+from decisiongraph.store import EventStore
 from tests.conftest import GOLDEN_DIR
 from tests.test_cli import dg
 
@@ -139,3 +143,40 @@ def test_none_as_an_idempotency_key_means_the_default_and_empty_is_refused() -> 
                 idempotency_key="",
             )
         assert refused.value.code == "DG_ERR_INVALID_ARGUMENT"
+
+
+LONG = "é" * (MAX_ID_BYTES // 2 + 1)  # 514 bytes in 257 characters
+JUST = "a" * MAX_ID_BYTES
+
+
+@pytest.mark.parametrize(
+    ("field", "place"),
+    [
+        ("event_id", lambda e, v: e.update(event_id=v)),
+        ("trace_id", lambda e, v: e.update(trace_id=v)),
+        ("source.producer_id", lambda e, v: e["source"].update(producer_id=v)),
+        ("actor.actor_id", lambda e, v: e["actor"].update(actor_id=v)),
+        (
+            "payload.primary_entity.entity_id",
+            lambda e, v: e["payload"]["primary_entity"].update(entity_id=v),
+        ),
+    ],
+)
+def test_identifiers_are_bounded_alike_on_every_backend(
+    store: EventStore, field: str, place: Any
+) -> None:
+    # PostgreSQL cannot index a long key (the limit depends on how it
+    # compresses) where SQLite can: both refuse past MAX_ID_BYTES, both keep
+    # what is within it.
+    refused_event = started("t-long")
+    place(refused_event, LONG)
+    with pytest.raises(DecisionGraphError) as refused:
+        store.append("default", [envelope_from_dict(refused_event)])
+    assert refused.value.code == "DG_ERR_INVALID_ARGUMENT"
+    assert field in refused.value.message
+    assert store.get_last_log_seq("default") == 0
+    kept_event = started("t-just")
+    place(kept_event, JUST)
+    (stored,) = store.append("default", [envelope_from_dict(kept_event)], project=True)
+    assert stored.log_seq == 1
+    assert store.projection_cursors("default")["context_graph"] == 1

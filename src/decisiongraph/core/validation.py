@@ -25,6 +25,38 @@ MAX_IDEMPOTENCY_KEY_BYTES = 200
 #: the spec): every reader, the HTTP API's encoder among them, must be able
 #: to give back what was stored, and the encoders stop near 255 levels.
 MAX_PAYLOAD_DEPTH = 100
+#: Longest identifier, in UTF-8 bytes (an addition to the spec): ids are
+#: keys of unique indexes, and PostgreSQL refuses an index entry over 2,704
+#: bytes (after compression, so that whether a long id failed depended on
+#: its letters) where SQLite takes any length. With every part of a derived
+#: key (an edge id joins four) bounded so, every backend stores the same.
+MAX_ID_BYTES = 512
+
+#: The payload strings each event type turns into projection keys (node,
+#: edge and index ids; spec 8.4 to 8.7), as paths into the payload.
+_PAYLOAD_IDS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "TraceStarted": (
+        ("primary_entity", "entity_type"),
+        ("primary_entity", "entity_id"),
+        ("primary_entity", "system"),
+    ),
+    "InputObserved": (("input_id",),),
+    "EntityObserved": (("entity", "entity_type"), ("entity", "entity_id")),
+    "PolicyEvaluated": (("policy", "policy_id"), ("policy", "policy_version")),
+    "ExceptionRequested": (("exception_id",),),
+    "ApprovalRecorded": (
+        ("approver", "actor_type"),
+        ("approver", "actor_id"),
+        ("subject", "subject_id"),
+    ),
+    "PrecedentCited": (("cited_trace_id",),),
+    "ActionProposed": (
+        ("action_id",),
+        ("target_entity", "entity_type"),
+        ("target_entity", "entity_id"),
+    ),
+    "ActionCommitted": (("action_id",),),
+}
 
 # Step 2 must accept NaN/Infinity (they fail later, at step 5), so it uses an
 # encoder that allows them; for float-free payloads its output *is* JSON-P.
@@ -103,13 +135,49 @@ def check_envelope_fields(envelope: EventEnvelope) -> str:
     )
     try:
         joined = "\n".join(values)
-        joined.encode("utf-8")
+        size = len(joined.encode("utf-8"))
         clean = "\x00" not in joined
     except (TypeError, UnicodeEncodeError):
         clean = False
     if not clean:
         _name_bad_field(envelope)
+    if size > MAX_ID_BYTES:  # all of them together: a long one is rare
+        _check_id_lengths(envelope)
     return joined
+
+
+def _check_id_lengths(envelope: EventEnvelope) -> None:
+    source, actor = envelope.source, envelope.actor
+    for name, value in (
+        ("event_id", envelope.event_id),
+        ("trace_id", envelope.trace_id),
+        ("source.producer_id", source.producer_id),
+        ("source.system", source.system),
+        ("source.subsystem", source.subsystem),
+        ("actor.actor_type", actor.actor_type),
+        ("actor.actor_id", actor.actor_id),
+        ("correlation_id", envelope.correlation_id),
+        ("causation_event_id", envelope.causation_event_id),
+    ):
+        _check_id_length(name, value)
+
+
+def _check_id_length(name: str, value: object) -> None:
+    if isinstance(value, str) and len(value.encode("utf-8")) > MAX_ID_BYTES:
+        raise _bad_field(name, f"is longer than {MAX_ID_BYTES} bytes (an identifier)")
+
+
+def _check_payload_ids(event_type: str, payload: dict[str, Any], text: str) -> None:
+    """Refuse a payload identifier (see ``_PAYLOAD_IDS``) over
+    ``MAX_ID_BYTES``; a payload whose whole text is shorter holds none."""
+    short = len(text) <= MAX_ID_BYTES
+    if short and (text.isascii() or len(text) <= MAX_ID_BYTES // 4):  # 4 bytes a character
+        return
+    for path in _PAYLOAD_IDS.get(event_type, ()):
+        value: Any = payload
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        _check_id_length("payload." + ".".join(path), value)
 
 
 def _name_bad_field(envelope: EventEnvelope) -> None:
@@ -288,6 +356,7 @@ def validate_envelope(envelope: EventEnvelope) -> ValidatedEvent:
         first_float = _first_float(payload, text)
     _check_depth(payload, text)
     check_payload_shape(envelope.event_type, payload)
+    _check_payload_ids(envelope.event_type, payload, text)
     # Every scanned string (and a few more), newline-joined: no pattern holds
     # a newline or a JSON-escaped character, so a miss here is a miss
     # everywhere and the precise walk is needed only after a hit.
