@@ -133,6 +133,7 @@ def check_envelope_fields(envelope: EventEnvelope) -> str:
         for value in (source.subsystem, envelope.correlation_id, envelope.causation_event_id)
         if value is not None
     )
+    size = 0
     try:
         joined = "\n".join(values)
         size = len(joined.encode("utf-8"))
@@ -146,20 +147,34 @@ def check_envelope_fields(envelope: EventEnvelope) -> str:
     return joined
 
 
-def _check_id_lengths(envelope: EventEnvelope) -> None:
+def _envelope_strings(envelope: EventEnvelope) -> dict[str, object]:
+    """The envelope's string fields by the names errors give them (tags and
+    the idempotency key, checked on their own, apart)."""
     source, actor = envelope.source, envelope.actor
-    for name, value in (
-        ("event_id", envelope.event_id),
-        ("trace_id", envelope.trace_id),
-        ("source.producer_id", source.producer_id),
-        ("source.system", source.system),
-        ("source.subsystem", source.subsystem),
-        ("actor.actor_type", actor.actor_type),
-        ("actor.actor_id", actor.actor_id),
-        ("correlation_id", envelope.correlation_id),
-        ("causation_event_id", envelope.causation_event_id),
-    ):
-        _check_id_length(name, value)
+    return {
+        "event_id": envelope.event_id,
+        "trace_id": envelope.trace_id,
+        "event_type": envelope.event_type,
+        "occurred_at": envelope.occurred_at,
+        "source.producer_id": source.producer_id,
+        "source.system": source.system,
+        "source.subsystem": source.subsystem,
+        "actor.actor_type": actor.actor_type,
+        "actor.actor_id": actor.actor_id,
+        "correlation_id": envelope.correlation_id,
+        "causation_event_id": envelope.causation_event_id,
+    }
+
+
+# Envelope strings that are no identifier: one of ten type names, and a
+# timestamp stored verbatim (spec 3.4) that no index holds.
+_NOT_IDS = frozenset({"event_type", "occurred_at"})
+
+
+def _check_id_lengths(envelope: EventEnvelope) -> None:
+    for name, value in _envelope_strings(envelope).items():
+        if name not in _NOT_IDS:
+            _check_id_length(name, value)
 
 
 def _check_id_length(name: str, value: object) -> None:
@@ -182,20 +197,7 @@ def _check_payload_ids(event_type: str, payload: dict[str, Any], text: str) -> N
 
 def _name_bad_field(envelope: EventEnvelope) -> None:
     """Slow path of :func:`check_envelope_fields`: raise naming the field."""
-    source, actor = envelope.source, envelope.actor
-    fields: dict[str, object] = {
-        "event_id": envelope.event_id,
-        "trace_id": envelope.trace_id,
-        "event_type": envelope.event_type,
-        "occurred_at": envelope.occurred_at,
-        "source.producer_id": source.producer_id,
-        "source.system": source.system,
-        "source.subsystem": source.subsystem,
-        "actor.actor_type": actor.actor_type,
-        "actor.actor_id": actor.actor_id,
-        "correlation_id": envelope.correlation_id,
-        "causation_event_id": envelope.causation_event_id,
-    }
+    fields = _envelope_strings(envelope)
     for index, tag in enumerate(envelope.tags):
         fields[f"tags[{index}]"] = tag
     for name, value in fields.items():

@@ -39,7 +39,13 @@ from decisiongraph.runtime.supervisor import Supervisor
 from decisiongraph.runtime.wait import wait_for_position
 from decisiongraph.service import admin_routes, stream
 from decisiongraph.service import models as m
-from decisiongraph.service.auth import Principal, bearer_key, choose_tenant, require_scope
+from decisiongraph.service.auth import (
+    Principal,
+    bearer_key,
+    bearer_token,
+    choose_tenant,
+    require_scope,
+)
 from decisiongraph.service.errors import (
     ERROR_RESPONSES,
     MALFORMED_JSON,
@@ -90,6 +96,31 @@ def envelopes_of_body(raw: bytes, max_events: int) -> list[EventEnvelope]:
             details={"body_type": type(document).__name__},
         )
     return envelopes_from(items)
+
+
+def waiting_for_projections(
+    store: Any, tenant: str, work: Callable[[Any, str], Any], wait: float
+) -> Any:
+    """``work(store, tenant)``; a projection-backed read that finds its
+    projections behind waits up to ``wait`` seconds for them to reach the
+    head it saw, then reads as of that head.
+
+    Projections trail the log by a few milliseconds while appends go on
+    (workers apply them after the commit); only a projection truly behind
+    still gets the 503. Cursors are polled every 2 ms: the poll's
+    granularity is what the wait adds to the read.
+    """
+    try:
+        return work(store, tenant)
+    except ProjectionOutOfDateError as stale:
+        head = int(stale.details["event_log_last_seq"])
+        names = stale.details["projections"]
+        if wait <= 0 or not wait_for_position(
+            store, tenant, head, timeout=wait, projections=names, poll=0.002
+        ):
+            raise
+    with reading_as_of(head):
+        return work(store, tenant)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -179,28 +210,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         def run() -> Any:
             with request.app.state.pool.store() as store:
-                try:
-                    return work(store, tenant)
-                except ProjectionOutOfDateError as stale:
-                    # Projections trail the log by a few milliseconds while
-                    # appends go on (workers apply them after the commit):
-                    # wait that long for the head this read saw, then read
-                    # at it; a projection truly behind still gets the 503.
-                    head = int(stale.details["event_log_last_seq"])
-                    names = stale.details["projections"]
-                    # Polled every 2 ms: workers trail by milliseconds, and
-                    # the poll's granularity is the read's added latency.
-                    if settings.read_wait <= 0 or not wait_for_position(
-                        store,
-                        tenant,
-                        head,
-                        timeout=settings.read_wait,
-                        projections=names,
-                        poll=0.002,
-                    ):
-                        raise
-                with reading_as_of(head):
-                    return work(store, tenant)
+                return waiting_for_projections(store, tenant, work, settings.read_wait)
 
         return await run_in_threadpool(run)
 
@@ -421,12 +431,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
     async def prometheus(request: Request) -> Response:
         if settings.metrics_token is not None:
-            header = request.headers.get("authorization", "")
-            scheme, _, token = header.partition(" ")
-            supplied = token.strip().encode("utf-8", "surrogateescape")
+            supplied = (bearer_token(request) or "").encode("utf-8", "surrogateescape")
             expected = settings.metrics_token.encode("utf-8")
-            # The scheme is case-insensitive (RFC 9110), the token exact.
-            if scheme.lower() != "bearer" or not hmac.compare_digest(supplied, expected):
+            if not hmac.compare_digest(supplied, expected):
                 return error_response(
                     request, UNAUTHENTICATED, "/metrics needs the bearer token of DG_METRICS_TOKEN"
                 )

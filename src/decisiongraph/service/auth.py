@@ -23,12 +23,19 @@ class Principal:
     tenant_id: str
 
 
+def bearer_token(request: Request) -> str | None:
+    """The token of ``Authorization: Bearer <token>`` (the scheme in any
+    case, RFC 9110), or None."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
 def bearer_key(request: Request) -> str:
-    header = request.headers.get("authorization", "")
-    scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
+    key = bearer_token(request)
+    if key is None:
         raise ServiceError("Missing bearer API key", code=UNAUTHENTICATED)
-    return key.strip()
+    return key
 
 
 def key_id_of(key: str) -> str | None:
