@@ -7,38 +7,25 @@ a SQLite path (``:memory:`` included).
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
 from decisiongraph.core.clock import Clock, system_clock
-from decisiongraph.core.errors import InvalidArgumentError, StorageError
+from decisiongraph.core.errors import StorageError
+from decisiongraph.store.ownership import (
+    PG_TABLES,
+    SQLITE_TABLES,
+    foreign,
+    refuse_foreign,
+    shown_target,
+)
 from decisiongraph.store.protocol import EventStore, LogStats, PrecedentHitRow
-
-#: The table every DecisionGraph database has: migration 0001 creates it in
-#: the same transaction that creates ``schema_migrations``, so no migrated
-#: database lacks it. ``schema_migrations`` alone is no sign of ours (Rails
-#: and other migrators use that name too).
-OWN_TABLE = "dg_event_log"
-
-#: Tables and views in the current PostgreSQL schema, leaving out those an
-#: extension installed (PostGIS's ``spatial_ref_sys`` is nobody's data).
-_PG_TABLES = (
-    "SELECT c.relname FROM pg_catalog.pg_class c "
-    "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-    "WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p', 'v', 'm', 'f') "
-    "AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d "
-    "WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e') "
-    "ORDER BY c.relname"
-)
-_SQLITE_TABLES = (
-    "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') "
-    "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name"
-)
 
 
 def open_store(
     target: str | Path, *, clock: Clock = system_clock, read_only: bool = False
 ) -> EventStore:
-    """Open (and migrate) the store at ``target``."""
+    """Open (and migrate) the store at ``target``; another application's
+    database is refused (see :mod:`decisiongraph.store.ownership`)."""
     text = str(target)
     if text.startswith(("postgresql://", "postgres://")):
         from decisiongraph.store.postgres import PostgresEventStore
@@ -47,22 +34,6 @@ def open_store(
     from decisiongraph.store.sqlite import SQLiteEventStore
 
     return SQLiteEventStore(text, clock=clock, read_only=read_only)
-
-
-def shown_target(target: str) -> str:
-    """``target`` fit for a message: a PostgreSQL URL loses its password and
-    query (either may hold a secret), a path stays as given."""
-    if not target.startswith(("postgresql://", "postgres://")):
-        return target
-    parts = urlsplit(target)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    if parts.port:
-        host += f":{parts.port}"
-    if parts.username:
-        host = f"{parts.username}@{host}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def foreign_tables(target: str | Path) -> list[str]:
@@ -78,7 +49,7 @@ def foreign_tables(target: str | Path) -> list[str]:
 
         try:
             with psycopg.connect(text, autocommit=True) as conn:
-                names = [str(row[0]) for row in conn.execute(_PG_TABLES)]
+                names = [str(row[0]) for row in conn.execute(PG_TABLES)]
         except psycopg.Error as exc:
             raise StorageError(f"Cannot open PostgreSQL database: {exc}") from exc
     else:
@@ -96,12 +67,12 @@ def foreign_tables(target: str | Path) -> list[str]:
             lite = sqlite3.connect(uri, uri=True, isolation_level=None)
             try:
                 lite.execute("PRAGMA busy_timeout = 30000")
-                names = [str(row[0]) for row in lite.execute(_SQLITE_TABLES)]
+                names = [str(row[0]) for row in lite.execute(SQLITE_TABLES)]
             finally:
                 lite.close()
         except sqlite3.Error as exc:
             raise StorageError(f"Cannot open SQLite database '{text}': {exc}") from exc
-    return [] if OWN_TABLE in names else names
+    return foreign(names)
 
 
 def _wal_without_log(path: Path) -> bool:
@@ -118,20 +89,10 @@ def _wal_without_log(path: Path) -> bool:
 
 def refuse_foreign_database(target: str | Path) -> None:
     """``DG_ERR_INVALID_ARGUMENT`` when ``target`` holds another application's
-    tables and none of ours.
-
-    Opening a store migrates it: a mistyped path or URL would otherwise give
-    someone else's database our fifty-odd tables (and switch a SQLite file
-    to WAL) on a mere status query. Call this before opening; an empty
-    database, or a new SQLite file, is still ours to create.
-    """
-    tables = foreign_tables(target)
-    if tables:
-        raise InvalidArgumentError(
-            f"'{shown_target(str(target))}' is not a DecisionGraph database "
-            "(it holds other tables)",
-            details={"tables": tables[:10]},
-        )
+    tables and none of ours, checked without opening a store (which would
+    refuse it too, once connected): for commands that should fail before
+    doing anything else."""
+    refuse_foreign(shown_target(str(target)), foreign_tables(target))
 
 
 __all__ = [

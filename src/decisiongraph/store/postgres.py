@@ -32,6 +32,7 @@ from decisiongraph.core.hashing import GENESIS_CHAIN_HASH
 from decisiongraph.store.append_plan import IdemKey, Row, TraceHead
 from decisiongraph.store.columns import EVENT_COLUMNS
 from decisiongraph.store.migrations import migration_files
+from decisiongraph.store.ownership import PG_TABLES, refuse_foreign, shown_target
 from decisiongraph.store.sql_backend import EVENT_SELECT, Streamer, event_from_row
 from decisiongraph.store.sql_base import SqlEventStore
 
@@ -145,9 +146,20 @@ class PostgresEventStore(SqlEventStore):
                     (f"{int(lock_timeout * 1000)}ms",),
                 )
             if migrate:
+                self._refuse_foreign()
                 self._migrate()
         except psycopg.Error as exc:
             raise StorageError(f"Cannot open PostgreSQL database: {exc}") from exc
+
+    def _refuse_foreign(self) -> None:
+        """Another application's tables in the current schema, and none of
+        ours: not ours to migrate."""
+        try:
+            names = [str(row[0]) for row in self._conn.execute(PG_TABLES)]
+            refuse_foreign(shown_target(self._url), names)
+        except BaseException:
+            self._conn.close()
+            raise
 
     def _migrate(self) -> None:
         with self._write() as cur:

@@ -36,6 +36,7 @@ from decisiongraph.store.append_plan import AppendPlan, Row, TraceHead
 from decisiongraph.store.columns import EVENT_COLUMNS
 from decisiongraph.store.group_commit import Arrival, Arrivals, QueuedAppend, take_group
 from decisiongraph.store.migrations import migration_files
+from decisiongraph.store.ownership import SQLITE_TABLES, refuse_foreign
 from decisiongraph.store.sql_backend import Streamer, chunks
 from decisiongraph.store.sql_base import SqlEventStore
 from decisiongraph.store.sql_log import KeyTaken
@@ -120,6 +121,7 @@ class SQLiteEventStore(SqlEventStore):
                 self._conn.execute("PRAGMA query_only = ON")
             else:
                 self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+                self._refuse_foreign()
                 if scratch:
                     self._conn.execute("PRAGMA journal_mode = MEMORY")
                     self._conn.execute("PRAGMA synchronous = OFF")
@@ -146,6 +148,16 @@ class SQLiteEventStore(SqlEventStore):
                     self._checkpointer = self._start_checkpointer()
         except sqlite3.Error as exc:
             raise StorageError(f"Cannot open SQLite database '{path}': {exc}") from exc
+
+    def _refuse_foreign(self) -> None:
+        """Before the first write (even the switch to WAL): another
+        application's database is not ours to migrate."""
+        try:
+            names = [str(row[0]) for row in self._conn.execute(SQLITE_TABLES)]
+            refuse_foreign(self._path, names)
+        except BaseException:
+            self._conn.close()
+            raise
 
     def _start_checkpointer(self) -> Checkpointer:
         """The log's checkpoints, beside this store's writer; stopped when the
