@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -77,3 +80,34 @@ def remove_database(path: Path) -> None:
     """Delete a SQLite file with its WAL and shared-memory companions."""
     for suffix in ("", "-wal", "-shm"):
         Path(str(path) + suffix).unlink(missing_ok=True)
+
+
+def machine_reference(rounds: int = 5) -> float:
+    """Microseconds per round of a fixed pure-Python workload (canonical
+    JSON of a small payload, a SHA-256, a dict walk), best of ``rounds``.
+
+    Machines here differ by 2-3x from one session to the next: a figure is
+    comparable with another run's only beside this one (smaller is faster).
+    """
+    payload = {
+        "policy": {"policy_id": "discount_limit", "policy_version": "3"},
+        "inputs": [
+            {"key": f"k{i}", "value": {"type": "decimal", "value": "4.0"}} for i in range(6)
+        ],
+        "result": "pass",
+    }
+    best = float("inf")
+    for _ in range(rounds):
+        started = time.perf_counter()
+        for _ in range(2000):
+            text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+            hashlib.sha256(text.encode()).hexdigest()
+            stack: list[object] = [payload]
+            while stack:
+                item = stack.pop()
+                if isinstance(item, dict):
+                    stack.extend(item.values())
+                elif isinstance(item, list):
+                    stack.extend(item)
+        best = min(best, (time.perf_counter() - started) / 2000 * 1e6)
+    return best

@@ -10,8 +10,13 @@
    the append alone, which is the facade with ``project_on_append=False``
    (projections then kept current by workers), so both are printed.
 2. Batch append (``store.append`` of 1,000 envelopes per transaction) on a
-   SQLite file and on PostgreSQL, events/s. Floor: bare ``executemany`` /
-   COPY of the same rows into an equivalent table without validation.
+   SQLite file (median of ``--runs``) and on PostgreSQL, events/s. Floor:
+   bare ``executemany`` / COPY of the same rows into an equivalent table
+   without validation. For SQLite also where an event's time goes:
+   validation, the append plan (sequencing, hash chain), and storing the
+   rows into the log's own table and indexes with nothing before them.
+3. First, a machine reference (see ``_data.machine_reference``): machines
+   differ 2-3x between sessions, so compare figures only beside it.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import time
 from pathlib import Path
 
 import psycopg
-from _data import TENANT, percentile, scratch_postgres, seeded_envelopes
+from _data import TENANT, machine_reference, percentile, scratch_postgres, seeded_envelopes
 
 from decisiongraph import ActorRef, DecisionGraph, EntityRef, SourceRef
 from decisiongraph.core.validation import validate_envelope
@@ -77,27 +82,63 @@ def sqlite_single_floor(rows: list[tuple[object, ...]]) -> float:
     return (time.perf_counter() - started) / 400 * 1000
 
 
-def batch_sqlite(events: int, rows: list[tuple[object, ...]]) -> tuple[float, float]:
+def _median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
+def batch_sqlite(events: int, rows: list[tuple[object, ...]], runs: int) -> dict[str, float]:
+    """Batch append on a SQLite file (median of ``runs``), where its time
+    goes per event, and two floors: the same rows into the log's own table
+    and indexes (what storing costs with nothing before it), and into a bare
+    table without indexes."""
+    batches = list(seeded_envelopes(events))
+    rates, stored, bare = [], [], []
+    insert = f"INSERT INTO dg_event_log VALUES ({', '.join('?' for _ in rows[0])})"
     with tempfile.TemporaryDirectory() as folder:
-        store = SQLiteEventStore(Path(folder) / "batch.db")
-        batches = list(seeded_envelopes(events))
-        started = time.perf_counter()
-        for batch in batches:
-            store.append(TENANT, batch)
-        rate = events / (time.perf_counter() - started)
-        store.close()
-        conn = sqlite3.connect(Path(folder) / "floor.db", isolation_level=None)
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute(FLOOR_TABLE)
-        insert = f"INSERT INTO floor VALUES ({', '.join('?' for _ in rows[0])})"
-        started = time.perf_counter()
-        for start in range(0, len(rows), 1000):
-            conn.execute("BEGIN")
-            conn.executemany(insert, rows[start : start + 1000])
-            conn.execute("COMMIT")
-        floor = len(rows) / (time.perf_counter() - started)
-    return rate, floor
+        for run in range(runs):
+            store = SQLiteEventStore(Path(folder) / f"batch{run}.db")
+            started = time.perf_counter()
+            for batch in batches:
+                store.append(TENANT, batch)
+            rates.append(events / (time.perf_counter() - started))
+            store.close()
+            own = SQLiteEventStore(Path(folder) / f"own{run}.db")
+            conn = own._conn  # the store's own connection: its pragmas, its schema
+            started = time.perf_counter()
+            for start in range(0, len(rows), 1000):
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(insert, rows[start : start + 1000])
+                conn.execute("COMMIT")
+            stored.append((time.perf_counter() - started) / len(rows) * 1e6)
+            own.close()
+            conn = sqlite3.connect(Path(folder) / f"floor{run}.db", isolation_level=None)
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute(FLOOR_TABLE)
+            floor_insert = f"INSERT INTO floor VALUES ({', '.join('?' for _ in rows[0])})"
+            started = time.perf_counter()
+            for start in range(0, len(rows), 1000):
+                conn.execute("BEGIN")
+                conn.executemany(floor_insert, rows[start : start + 1000])
+                conn.execute("COMMIT")
+            bare.append(len(rows) / (time.perf_counter() - started))
+            conn.close()
+    envelopes = [envelope for batch in batches for envelope in batch]
+    started = time.perf_counter()
+    items = [validate_envelope(envelope) for envelope in envelopes]
+    validate = (time.perf_counter() - started) / len(items) * 1e6
+    started = time.perf_counter()
+    plan_append(TENANT, items, {}, {}, (0, "sha256:" + "0" * 64), "x")
+    plan = (time.perf_counter() - started) / len(items) * 1e6
+    return {
+        "rate": _median(rates),
+        "low": min(rates),
+        "high": max(rates),
+        "validate_us": validate,
+        "plan_us": plan,
+        "store_us": _median(stored),
+        "bare": _median(bare),
+    }
 
 
 def batch_postgres(
@@ -128,7 +169,9 @@ def batch_postgres(
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--batch-events", type=int, default=50_000)
+    parser.add_argument("--runs", type=int, default=3, help="SQLite batch runs (median)")
     args = parser.parse_args()
+    print(f"machine reference {machine_reference():.1f} us (smaller is faster; see _data.py)")
     rows = sample_rows(args.batch_events)
     mean, p95 = single_appends(":memory:")
     print(
@@ -143,10 +186,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         mean, p95 = single_appends(str(Path(folder) / "single.db"))
     print(f"single append, facade, SQLite file       mean {mean:.3f} ms  p95 {p95:.3f} ms")
-    rate, floor = batch_sqlite(args.batch_events, rows)
+    sqlite = batch_sqlite(args.batch_events, rows, args.runs)
     print(
-        f"batch append 1000/tx, SQLite file        {rate:>9,.0f} ev/s   "
-        f"(floor executemany {floor:,.0f} rows/s)"
+        f"batch append 1000/tx, SQLite file        {sqlite['rate']:>9,.0f} ev/s   "
+        f"(median of {args.runs}: {sqlite['low']:,.0f}-{sqlite['high']:,.0f}; "
+        f"floor executemany {sqlite['bare']:,.0f} rows/s)"
+    )
+    store_rate = 1e6 / sqlite["store_us"]
+    print(
+        f"  per event: validate {sqlite['validate_us']:.1f} us, plan {sqlite['plan_us']:.1f} us, "
+        f"store {sqlite['store_us']:.1f} us (the rows alone into the log's own table and "
+        f"indexes: {store_rate:,.0f} rows/s, the ceiling with nothing before it)"
     )
     rate, floor, mean, p95 = batch_postgres(args.batch_events, rows)
     print(f"single append, facade, PostgreSQL        mean {mean:.3f} ms  p95 {p95:.3f} ms")
