@@ -2,7 +2,9 @@
 
 Several such processes, on one machine or many, share the work through
 leases. SIGTERM or SIGINT stops taking new batches, lets the in-flight batch
-commit, releases the leases and exits 0.
+commit (on PostgreSQL, one still waiting on a lock after a grace period is
+cancelled and rolls back: see ``Supervisor.stop``), releases the leases and
+exits 0.
 """
 
 from __future__ import annotations

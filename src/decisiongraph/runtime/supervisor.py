@@ -3,7 +3,9 @@
 Each worker runs in its own thread. A worker that raises is restarted with
 exponential backoff and jitter; the supervisor itself never dies of one
 worker's failure. ``stop`` lets every in-flight batch finish (a batch is one
-transaction), releases leases and returns.
+transaction) for a grace period, cancels the statements of those still
+running (one waiting on a lock would outlast any deadline), releases leases
+and returns.
 """
 
 from __future__ import annotations
@@ -27,10 +29,23 @@ from decisiongraph.runtime.worker_stores import WorkerStores
 from decisiongraph.store.postgres import is_postgres_url
 from decisiongraph.store.recent_batches import RecentBatches
 from decisiongraph.store.sql_base import SqlEventStore
+from decisiongraph.store.transient import is_transient
 
 log = logging.getLogger(__name__)
 
 StoreFactory = Callable[[], SqlEventStore]
+
+#: The part of a stop's timeout in-flight batches get to commit on their own,
+#: and its cap in seconds. A batch commits well within a second on a healthy
+#: database, so one still running after a few seconds is almost surely
+#: waiting on a lock (a rebuild's projection lock, a row lock) that may not
+#: come free before the deadline; the rest of the timeout, at least half of
+#: it, is left for the cancelled statements to roll back and the leases to
+#: be released. With the default 30 s: 5 s of grace, then 25 s.
+STOP_GRACE_SHARE = 0.5
+STOP_GRACE_MAX = 5.0
+#: Seconds between cancels while workers stay busy after the grace period.
+STOP_CANCEL_EVERY = 1.0
 
 
 def default_owner() -> str:
@@ -119,18 +134,51 @@ class Supervisor:
     def stop(self, timeout: float = 30.0) -> None:
         """Finish in-flight batches, release leases, join the threads, all
         within ``timeout`` seconds (a deployment's grace period is one
-        deadline, not one per thread)."""
+        deadline, not one per thread).
+
+        Batches get a grace period (see :data:`STOP_GRACE_SHARE`) to commit;
+        workers still stepping after it have their statements cancelled (a
+        worker waiting on a lock would otherwise keep its lease past the
+        deadline). A cancelled batch rolls back, its cursor unmoved, and the
+        worker releases its lease on the way out. The shared store of an
+        embedded supervisor is never cancelled (see ``cancel_lent``).
+        """
         self._stop.set()
         self.wakeup.wake()
-        deadline = time.monotonic() + timeout
-        threads = [*self._threads.values(), self._discovery, self._listener]
-        for thread in threads:
-            if thread is not None:
-                thread.join(max(deadline - time.monotonic(), 0.0))
+        started = time.monotonic()
+        deadline = started + timeout
+        grace_end = started + min(timeout * STOP_GRACE_SHARE, STOP_GRACE_MAX)
+        workers = list(self._threads.values())
+        self._join(workers, grace_end)
+        cancels = 0
+        while time.monotonic() < deadline:
+            busy = [thread for thread in workers if thread.is_alive()]
+            if not busy:
+                break
+            # Again while any stays busy: a cancel that reached a connection
+            # between two statements of a step is ignored.
+            lent = self._stores.cancel_lent()
+            if cancels == 0:
+                log.info(
+                    "%d worker(s) still busy after the stop's grace period; "
+                    "cancelled the statements of %d store(s)",
+                    len(busy),
+                    lent,
+                )
+            cancels += 1
+            self._join(busy, min(deadline, time.monotonic() + STOP_CANCEL_EVERY))
+        # Workers again: discovery may have started one after the first look.
+        self._join([*list(self._threads.values()), self._discovery, self._listener], deadline)
         self._probe_store.remove_backlog_listener(self._on_backlog)
         self._stores.close()
         if not self._shared:
             self._probe_store.close()
+
+    @staticmethod
+    def _join(threads: Sequence[threading.Thread | None], until: float) -> None:
+        for thread in threads:
+            if thread is not None:
+                thread.join(max(until - time.monotonic(), 0.0))
 
     @property
     def stopping(self) -> bool:
@@ -200,9 +248,12 @@ class Supervisor:
                             batch_size=config.batch_size,
                             lease_ttl=config.lease_ttl,
                             max_attempts=config.max_attempts,
+                            stopping=self._stop.is_set,
                         )
                         with self._lock:
                             self._workers[(tenant_id, projection)] = worker
+                    if self._stop.is_set():
+                        break  # no new batch once stopping (the store may have taken a while)
                     worker.store = store
                     applied = worker.step()
                     if crash_noted and not worker.parked and not worker.outage:
@@ -222,6 +273,10 @@ class Supervisor:
                     wait = min(wait, max(retry_in, 0.01))
                 self.wakeup.wait(seen, wait)
             except Exception as exc:
+                if self._stop.is_set() and is_transient(exc):
+                    # Most likely stop()'s own cancel: no crash to count.
+                    log.debug("worker %s/%s stopped mid-step (%s)", tenant_id, projection, exc)
+                    break
                 failures += 1
                 self.restarts += 1
                 log.warning(
@@ -240,9 +295,10 @@ class Supervisor:
                 worker = None  # a fresh one, on a fresh store (the failed one was closed)
                 self._stop.wait(config.restart_backoff.delay(failures))
         # Stopped: hand the lease back now rather than at its expiry, also
-        # when stopped while backing off after a crash.
+        # when stopped while backing off after a crash, or cancelled (a store
+        # that failed was closed; this loan opens a fresh one).
         try:
-            with self._stores.borrow() as store:
+            with self._stores.borrow(interruptible=False) as store:
                 store.release_lease(tenant_id, projection, self.owner)
         except Exception:
             log.debug("could not release the lease", exc_info=True)

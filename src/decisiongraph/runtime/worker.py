@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from decisiongraph.core.clock import now_timestamp
@@ -52,6 +53,9 @@ class ProjectionWorker:
     backoff: Backoff = field(default_factory=lambda: Backoff(base=0.05, cap=5.0))
     # Capped: a long outage is retried every few seconds until it ends.
     outage_backoff: Backoff = field(default_factory=lambda: Backoff(base=0.1, cap=5.0))
+    #: True once the supervisor stops: a transient failure is then most
+    #: likely its own cancel (see ``Supervisor.stop``), not an outage.
+    stopping: Callable[[], bool] = lambda: False
     owns_lease: bool = False
     parked: bool = False
     _failure: _Failure | None = None
@@ -75,7 +79,9 @@ class ProjectionWorker:
         the database's own trouble (a lock timeout, a lost connection) counts
         against nothing: it is recorded as the projection's last error and
         retried with capped backoff. A connection that is gone for good is
-        left to the supervisor, which opens a new store.
+        left to the supervisor, which opens a new store. While stopping, such
+        a failure (a statement cancelled on the way out) is not recorded:
+        its batch rolled back and no retry will follow.
         """
         if self._outage is not None and time.monotonic() < self._outage.retry_at:
             return 0
@@ -84,7 +90,15 @@ class ProjectionWorker:
         except Exception as exc:
             if not is_transient(exc):
                 raise
-            self._wait_out(exc)
+            if self.stopping():
+                log.debug(
+                    "projection %s of tenant %s: step ended by the stop (%s)",
+                    self.projection,
+                    self.tenant_id,
+                    exc,
+                )
+            else:
+                self._wait_out(exc)
             if self.store.connection_lost():
                 raise
             return 0

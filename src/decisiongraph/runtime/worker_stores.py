@@ -8,6 +8,10 @@ borrow one of a fixed number of stores for each step; leases live in a
 table and projection locks in transactions, so which connection a worker
 steps on does not matter. A store that failed under a worker is closed and
 replaced by a fresh one at its next loan, as a restarted worker's was.
+
+The stores lent out are known, so that a stopping supervisor can cancel
+what they run (:meth:`WorkerStores.cancel_lent`) when a step waits on a
+lock past the grace period.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -42,27 +47,59 @@ class WorkerStores:
         for _ in range(size):
             self._idle.put(None)  # opened on first loan
         self.size = size
+        # Lent stores that cancel_lent may interrupt. Under the lock a store
+        # is never closed while being cancelled (SQLite forbids it).
+        self._lent: set[SqlEventStore] = set()
+        self._lent_lock = threading.Lock()
 
     @contextmanager
-    def borrow(self) -> Iterator[SqlEventStore]:
-        """A store for one step; waits while every store is lent out."""
+    def borrow(self, *, interruptible: bool = True) -> Iterator[SqlEventStore]:
+        """A store for one step; waits while every store is lent out.
+
+        ``interruptible=False`` keeps the loan out of :meth:`cancel_lent`:
+        for the lease release on the way out, which a cancel meant for the
+        step before it must not undo.
+        """
         if self._shared is not None:
             yield self._shared
             return
         store = self._idle.get()
+        failed = False
         try:
             if store is None:
                 store = self._factory()
                 self._prepare(store)
+            if interruptible:
+                with self._lent_lock:
+                    self._lent.add(store)
             yield store
         except BaseException:
-            if store is not None:  # its connection may be lost or mid-transaction
-                with contextlib.suppress(Exception):
-                    store.close()
-                store = None
+            failed = True
             raise
         finally:
+            if store is not None:
+                with self._lent_lock:
+                    self._lent.discard(store)
+                if failed:  # its connection may be lost or mid-transaction
+                    with contextlib.suppress(Exception):
+                        store.close()
+                    store = None
             self._idle.put(store)
+
+    def cancel_lent(self) -> int:
+        """Cancel the statements the lent stores run (see
+        :meth:`SqlEventStore.cancel`); returns how many stores were lent.
+
+        Never the shared store: its one connection also serves the process's
+        own appends and reads, whose statement a cancel could hit instead of
+        the stuck worker's.
+        """
+        if self._shared is not None:
+            return 0
+        with self._lent_lock:
+            for store in self._lent:
+                store.cancel()
+            return len(self._lent)
 
     def close(self) -> None:
         """Close the idle stores (call once no worker steps any more)."""

@@ -9,6 +9,7 @@ serialize on a transaction-scoped advisory lock.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
 import uuid
@@ -36,8 +37,13 @@ from decisiongraph.store.ownership import PG_TABLES, refuse_foreign, shown_targe
 from decisiongraph.store.sql_backend import EVENT_SELECT, Streamer, event_from_row
 from decisiongraph.store.sql_base import SqlEventStore
 
+log = logging.getLogger(__name__)
+
 NOTIFY_CHANNEL = "dg_events"
 _MIGRATION_LOCK = 0x4447_4D49_4752  # "DGMIGR": one migrator at a time
+#: Seconds a cancel request may take to reach the server (it goes over a
+#: connection of its own); a stop deadline must not hang on an unreachable one.
+_CANCEL_TIMEOUT = 5.0
 _COPY = f"COPY dg_event_log ({', '.join(EVENT_COLUMNS)}) FROM STDIN"
 _INSERT = (
     f"INSERT INTO dg_event_log ({', '.join(EVENT_COLUMNS)}) "
@@ -184,6 +190,17 @@ class PostgresEventStore(SqlEventStore):
 
     def connection_lost(self) -> bool:
         return self._conn.closed
+
+    def cancel(self) -> None:
+        """Ask the server to cancel the running statement (see
+        :meth:`SqlBackend.cancel`): it fails with QueryCanceled, a transient
+        error, and its transaction rolls back. A request that reaches an idle
+        connection is ignored by the server. Not under ``self._lock``, which
+        the thread running the statement holds."""
+        try:
+            self._conn.cancel_safe(timeout=_CANCEL_TIMEOUT)  # psycopg >= 3.2
+        except Exception:
+            log.debug("could not cancel the running statement", exc_info=True)
 
     @contextmanager
     def _write(self) -> Iterator[psycopg.Cursor[Any]]:

@@ -345,6 +345,18 @@ class SqlBackend:
         helps); a backend whose connection cannot be lost says False."""
         return False
 
+    def cancel(self) -> None:
+        """Interrupt the statement this store's connection runs, from another
+        thread; safe when nothing runs, and never raises.
+
+        A supervisor that stops calls it on its workers' stores when a batch
+        has not committed within the grace period: a statement waiting on a
+        lock would otherwise keep the worker (and its lease) past the stop
+        deadline. The interrupted statement fails with a transient error and
+        its transaction rolls back. A backend that cannot interrupt lets the
+        statement run to its end.
+        """
+
     def _now(self) -> str:
         return format_timestamp(self._clock())
 

@@ -10,6 +10,7 @@ read-only side connection (:mod:`decisiongraph.store.sqlite_readers`).
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import weakref
@@ -42,6 +43,8 @@ from decisiongraph.store.sql_base import SqlEventStore
 from decisiongraph.store.sql_log import KeyTaken
 from decisiongraph.store.sqlite_checkpoint import Checkpointer
 from decisiongraph.store.sqlite_readers import ReadConnections, WriterLock, open_read_only
+
+log = logging.getLogger(__name__)
 
 _INSERT = (
     f"INSERT INTO dg_event_log ({', '.join(EVENT_COLUMNS)}) "
@@ -197,6 +200,24 @@ class SQLiteEventStore(SqlEventStore):
             if self._readers is not None:
                 self._readers.close()
             self._conn.close()
+
+    def cancel(self) -> None:
+        """Interrupt the statement running on the writing connection (see
+        :meth:`SqlBackend.cancel`): it fails with "interrupted", an
+        OperationalError, and an interrupted write rolls its transaction
+        back; with nothing running it has no effect. Not under ``self._lock``,
+        which the thread running the statement holds.
+
+        SQLite (3.40 at least) does not interrupt a wait in its busy handler:
+        a statement waiting on another connection's write lock gives up only
+        at ``busy_timeout``. SQLite forbids interrupting a connection that is
+        closing meanwhile: callers keep the store open until this returns
+        (:class:`~decisiongraph.runtime.worker_stores.WorkerStores` does).
+        """
+        try:
+            self._conn.interrupt()
+        except Exception:  # closed meanwhile
+            log.debug("could not interrupt the running statement", exc_info=True)
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Cursor]:
