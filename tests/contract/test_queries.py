@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from decisiongraph import DecisionGraph
+from decisiongraph.core.errors import ProjectionOutOfDateError
 from decisiongraph.projections.rows import PrecedentRow, TraceSummaryRow
 from decisiongraph.query import graph as graph_queries
 from decisiongraph.query.graph import GraphEdgeCursor, GraphFilter
@@ -547,6 +548,12 @@ def test_partial_projection_staleness(store: EventStore) -> None:
         lambda: dg.find_precedents(),  # needs the precedent index too
     ):
         assert code_of(read) == "DG_ERR_PROJECTION_OUT_OF_DATE"
+    # The error names the projection behind, not the current one beside it.
+    with pytest.raises(ProjectionOutOfDateError) as stale:
+        dg.find_precedents()
+    assert stale.value.details["projections"] == ["precedent_index"]
+    assert stale.value.details["projected_last_seq"] == 0
+    assert stale.value.message == "Projection precedent_index at log_seq 0; the log is at 10"
     health = dg.get_projection_health()
     assert (health.projected_last_seq, health.is_stale, health.pending_events) == (0, True, 10)
     store.project_pending(T, projections=["context_graph"])

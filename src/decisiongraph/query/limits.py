@@ -36,19 +36,22 @@ def ensure_current(store: EventStore, tenant_id: str, *projections: str) -> None
     """Projection-backed reads refuse to answer from a stale projection (8.9).
 
     Only the projections the read uses are checked, so one lagging
-    projection does not block reads of the others. The error names them
-    (``details["projections"]``) and the head they lag behind.
+    projection does not block reads of the others. The error names those
+    behind (``details["projections"]``; an operator looks at them, not at
+    the current ones the read also uses) and the head they lag behind.
     """
     cursors = store.projection_cursors(tenant_id)
-    cursor = min(cursors[name] for name in projections)
     bar = _AS_OF.get()
     last = store.get_last_log_seq(tenant_id) if bar is None else bar
-    if cursor < last:
+    behind = [name for name in projections if cursors[name] < last]
+    if behind:
+        cursor = min(cursors[name] for name in behind)
+        where = ", ".join(f"{name} at log_seq {cursors[name]}" for name in behind)
         raise ProjectionOutOfDateError(
-            f"Projections {', '.join(projections)} are at log_seq {cursor}, the log is at {last}",
+            f"Projection{'s' if len(behind) > 1 else ''} {where}; the log is at {last}",
             details={
                 "projected_last_seq": cursor,
                 "event_log_last_seq": last,
-                "projections": list(projections),
+                "projections": behind,
             },
         )
