@@ -234,10 +234,10 @@ def _refuse_foreign(db: str) -> None:
 
 
 def _open(db: str, *, must_exist: bool = True) -> SqlEventStore:
-    """Open a store; a missing SQLite file is an error unless we create it,
-    and another application's database is refused before anything is written."""
+    """Open a store; a missing SQLite file is an error unless we create it.
+    Another application's database is refused by the store itself, before
+    anything is written (see :mod:`decisiongraph.store.ownership`)."""
     if is_postgres_url(db):
-        _refuse_foreign(db)
         return PostgresEventStore(db)
     path = Path(db)
     if path.is_symlink():
@@ -248,8 +248,7 @@ def _open(db: str, *, must_exist: bool = True) -> SqlEventStore:
         _spec_fail(f"Error: '{db}' is not a file")
     if not path.parent.is_dir():
         _fail(NOT_FOUND, f"directory '{path.parent}' of database '{db}' not found")
-    _refuse_foreign(db)
-    return SQLiteEventStore(path)
+    return SQLiteEventStore(db)  # as given: a refusal names it so
 
 
 def _open_tenant(db: str, tenant: str) -> SqlEventStore:
