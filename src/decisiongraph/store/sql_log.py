@@ -61,6 +61,15 @@ def _validated(envelopes: Sequence[EventEnvelope]) -> list[ValidatedEvent]:
     return items
 
 
+def duplicate_event_id(index: int, event_id: str) -> StorageError:
+    """The error for an event whose id the tenant's log already holds (or an
+    earlier event of the same batch takes)."""
+    return StorageError(
+        f"event {index}: event_id '{event_id}' already exists",
+        details={"index": index, "event_id": event_id, "reason": DUPLICATE_EVENT_ID},
+    )
+
+
 class SqlLog(SqlBackend):
     """Appends and reads of the append-only log."""
 
@@ -184,12 +193,13 @@ class SqlLog(SqlBackend):
         try:
             with self._event_sink(cur, len(items)) as sink:
                 plan = plan_append(tenant_id, items, existing, heads, head, recorded_at, emit=sink)
+                self._check_new_ids(cur, tenant_id, items, plan, exact=probe)
         except DecisionGraphError:
             if probe:
                 raise
             raise KeyTaken from None  # perhaps a retry of stored events
         except Exception as exc:
-            if not probe and _is_key_taken(self._translate_error(exc)):
+            if not probe and self._key_taken(exc):
                 raise KeyTaken from exc
             raise
         if plan.rows:
@@ -224,6 +234,34 @@ class SqlLog(SqlBackend):
             translated = self._explain_storage_failure(tenant_id, items, translated)
         return translated
 
+    def _key_taken(self, exc: Exception) -> bool:
+        """Whether a failed optimistic insert hit a stored key, which sends
+        the append down the exact path (see :meth:`_append_in`)."""
+        return _is_key_taken(self._translate_error(exc))
+
+    def _check_new_ids(
+        self,
+        cur: Cursor,
+        tenant_id: str,
+        items: Sequence[ValidatedEvent],
+        plan: AppendPlan,
+        *,
+        exact: bool,
+    ) -> None:
+        """Before the rows are written: refuse a planned event whose id is
+        taken (``exact``), or raise :class:`KeyTaken` where the optimistic
+        plan cannot be trusted. Nothing to do where unique indexes on the
+        ids and keys refuse the insert (the failure is then explained by
+        :meth:`_explain_storage_failure`)."""
+
+    def _event_id_stored(self, cur: Cursor, tenant_id: str, event_id: str) -> bool:
+        row = self._x(
+            cur,
+            "SELECT 1 FROM dg_event_log WHERE tenant_id = ? AND event_id = ?",
+            (tenant_id, event_id),
+        ).fetchone()
+        return row is not None
+
     def _explain_storage_failure(
         self, tenant_id: str, items: Sequence[ValidatedEvent], error: DecisionGraphError
     ) -> DecisionGraphError:
@@ -232,20 +270,8 @@ class SqlLog(SqlBackend):
         with self._read() as cur:
             for index, item in enumerate(items):
                 event_id = item.envelope.event_id
-                row = self._x(
-                    cur,
-                    "SELECT 1 FROM dg_event_log WHERE tenant_id = ? AND event_id = ?",
-                    (tenant_id, event_id),
-                ).fetchone()
-                if row is not None or event_id in seen:
-                    return StorageError(
-                        f"event {index}: event_id '{event_id}' already exists",
-                        details={
-                            "index": index,
-                            "event_id": event_id,
-                            "reason": DUPLICATE_EVENT_ID,
-                        },
-                    )
+                if event_id in seen or self._event_id_stored(cur, tenant_id, event_id):
+                    return duplicate_event_id(index, event_id)
                 seen.add(event_id)
         return error
 

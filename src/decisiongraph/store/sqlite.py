@@ -23,32 +23,35 @@ from typing import Any
 from urllib.parse import quote
 
 from decisiongraph.core.clock import Clock, format_timestamp, system_clock
+from decisiongraph.core.envelope import StoredEvent
 from decisiongraph.core.errors import (
     DecisionGraphError,
     EventSequenceInvalidError,
-    IdempotencyConflictError,
     StorageError,
 )
 from decisiongraph.core.event_types import TRACE_FINISHED
 from decisiongraph.core.hashing import GENESIS_CHAIN_HASH
 from decisiongraph.core.validation import ValidatedEvent
+from decisiongraph.store import log_keys
 from decisiongraph.store.append_cache import AppendCache
-from decisiongraph.store.append_plan import AppendPlan, Row, TraceHead
+from decisiongraph.store.append_plan import AppendPlan, IdemKey, Row, TraceHead, idem_key
 from decisiongraph.store.columns import EVENT_COLUMNS
 from decisiongraph.store.group_commit import Arrival, Arrivals, QueuedAppend, take_group
 from decisiongraph.store.migrations import migration_files
 from decisiongraph.store.ownership import SQLITE_TABLES, refuse_foreign
-from decisiongraph.store.sql_backend import Streamer, chunks
+from decisiongraph.store.sql_backend import Streamer, chunks, event_from_row
 from decisiongraph.store.sql_base import SqlEventStore
-from decisiongraph.store.sql_log import KeyTaken
+from decisiongraph.store.sql_log import KeyTaken, duplicate_event_id
 from decisiongraph.store.sqlite_checkpoint import Checkpointer
 from decisiongraph.store.sqlite_readers import ReadConnections, WriterLock, open_read_only
 
 log = logging.getLogger(__name__)
 
+# Rows carry EVENT_COLUMNS; the insert adds their digests (see log_keys).
+_KEYED_COLUMNS = (*EVENT_COLUMNS, "event_key", "idem_key")
 _INSERT = (
-    f"INSERT INTO dg_event_log ({', '.join(EVENT_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in EVENT_COLUMNS)})"
+    f"INSERT INTO dg_event_log ({', '.join(_KEYED_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _KEYED_COLUMNS)})"
 )
 
 
@@ -57,8 +60,6 @@ def translate_sqlite_error(exc: Exception) -> DecisionGraphError | None:
     if not isinstance(exc, sqlite3.Error):
         return None
     text = str(exc)
-    if "idempotency" in text:
-        return IdempotencyConflictError(f"Idempotency conflict: {text}")
     if "trace_seq" in text:
         return EventSequenceInvalidError(f"Duplicate trace_seq: {text}")
     return StorageError(f"SQLite error: {text}")
@@ -107,6 +108,7 @@ class SQLiteEventStore(SqlEventStore):
         self._bulk_depth = 0  # long catch-ups running (see _bulk_writes)
         self._read_only = read_only
         self._cache = AppendCache()
+        self._digests = log_keys.AppendDigests()
         self._queue: deque[QueuedAppend] = deque()
         self._arrivals = Arrivals()
         self._validating = threading.local()  # .arrival: this thread's append on its way
@@ -142,6 +144,12 @@ class SQLiteEventStore(SqlEventStore):
                 self._conn.execute("PRAGMA temp_store = MEMORY")
                 self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
                 self._conn.execute("PRAGMA foreign_keys = ON")
+                # For migrations that index digests of existing rows.
+                for name, args, digest in (
+                    ("dg_event_key", 2, log_keys.event_digest),
+                    ("dg_idem_key", 3, log_keys.idem_digest),
+                ):
+                    self._conn.create_function(name, args, digest, deterministic=True)
                 self._migrate()
                 if self._wal:
                     # Resolved now: side connections open later, perhaps after
@@ -520,11 +528,141 @@ class SQLiteEventStore(SqlEventStore):
             heads.update({row[0]: (int(row[1]), str(row[2])) for row in rows})
         return heads
 
+    # -- the log's digest keys (see log_keys): the text decides -----------------
+    def _key_taken(self, exc: Exception) -> bool:
+        """A unique digest was taken: by a retry, a reused id, or a
+        collision; the exact path tells them apart."""
+        if isinstance(exc, sqlite3.IntegrityError) and any(
+            column in str(exc) for column in ("event_key", "idem_key")
+        ):
+            return True
+        return super()._key_taken(exc)
+
+    def _find_existing(
+        self, cur: sqlite3.Cursor, tenant_id: str, keys: Sequence[IdemKey]
+    ) -> dict[IdemKey, StoredEvent]:
+        """The exact path's first look (see log_keys): events stored under
+        the batch's keys; digests other texts hold are noted, for NULL."""
+        self._digests.start(tenant_id)
+        wanted = {key: self._digests.key(tenant_id, *key) for key in dict.fromkeys(keys)}
+        found: dict[IdemKey, StoredEvent] = {}
+        sharing: dict[int, list[IdemKey]] = {}  # digest -> the wanted keys with it
+        for key, digest in wanted.items():
+            if digest is not None:
+                sharing.setdefault(digest, []).append(key)
+        held: list[IdemKey] = []
+        for row in self._digest_rows(cur, "idem_key", list(sharing), tenant_id):
+            event = event_from_row(row[:-1])
+            stored = (event.source.producer_id, event.idempotency_key)
+            mine = event.tenant_id == tenant_id
+            if mine and stored in wanted:
+                found[stored] = event
+            # One row holds a digest: any other wanted key with it gets NULL.
+            held.extend(key for key in sharing.get(row[-1], ()) if not (mine and key == stored))
+        self._digests.held_elsewhere((), held)
+        return found
+
+    def _check_new_ids(
+        self,
+        cur: sqlite3.Cursor,
+        tenant_id: str,
+        items: Sequence[ValidatedEvent],
+        plan: AppendPlan,
+        *,
+        exact: bool,
+    ) -> None:
+        """Under the write lock: no planned event may reuse a stored id or an
+        earlier one of its batch; a digest another id holds is noted.
+
+        The optimistic plan trusts the unique digests, which a row stored
+        with NULL ones (a collision, see log_keys) escapes: should the
+        tenant have such a row holding one of the batch's ids or keys, the
+        append takes the exact path.
+        """
+        if not exact:
+            if self._null_digest_rows_hit(cur, tenant_id, items):
+                raise KeyTaken
+            return
+        new = [
+            (index, item.envelope.event_id)
+            for index, (item, result) in enumerate(zip(items, plan.results, strict=True))
+            if not result.repeated
+        ]
+        if not new:
+            return
+        wanted = {event_id: self._digests.event(tenant_id, event_id) for _, event_id in new}
+        digests = [digest for digest in set(wanted.values()) if digest is not None]
+        stored: set[str] = set()
+        held: set[int] = set()
+        select = "SELECT tenant_id, event_id, event_key FROM dg_event_log"
+        for row_tenant, event_id, digest in self._digest_rows(
+            cur, "event_key", digests, tenant_id, select
+        ):
+            if row_tenant == tenant_id and event_id in wanted:
+                stored.add(event_id)
+            elif digest is not None:
+                held.add(digest)
+        seen: set[str] = set()
+        for index, event_id in new:
+            if event_id in stored or event_id in seen:
+                raise duplicate_event_id(index, event_id)
+            seen.add(event_id)
+        self._digests.held_elsewhere((i for i, d in wanted.items() if d in held), ())
+
+    def _null_digest_rows_hit(
+        self, cur: sqlite3.Cursor, tenant_id: str, items: Sequence[ValidatedEvent]
+    ) -> bool:
+        rows = cur.execute(
+            "SELECT event_id, NULL, NULL FROM dg_event_log "
+            "INDEXED BY idx_event_log_event_key WHERE event_key IS NULL AND tenant_id = ? "
+            "UNION ALL SELECT NULL, producer_id, idempotency_key FROM dg_event_log "
+            "INDEXED BY idx_event_log_idem_key WHERE idem_key IS NULL AND tenant_id = ?",
+            (tenant_id, tenant_id),
+        ).fetchall()
+        if not rows:  # as a rule
+            return False
+        ids = {row[0] for row in rows}
+        keys = {(row[1], row[2]) for row in rows}
+        return any(item.envelope.event_id in ids or idem_key(item) in keys for item in items)
+
+    def _digest_rows(
+        self,
+        cur: sqlite3.Cursor,
+        column: str,
+        digests: Sequence[int],
+        tenant_id: str,
+        select: str = f"SELECT {', '.join(EVENT_COLUMNS)}, idem_key FROM dg_event_log",
+    ) -> Iterator[Sequence[Any]]:
+        """Rows holding any of ``digests`` in ``column`` (every tenant's: a
+        digest is unique across tenants), then the tenant's rows whose
+        digest is NULL. The index is named: given ``tenant_id = ?``, the
+        planner would prefer a wider one."""
+        index = f"idx_event_log_{column}"
+        for chunk in chunks(digests):
+            marks = ", ".join("?" for _ in chunk)
+            yield from cur.execute(
+                f"{select} INDEXED BY {index} WHERE {column} IN ({marks})", list(chunk)
+            ).fetchall()
+        yield from cur.execute(
+            f"{select} INDEXED BY {index} WHERE {column} IS NULL AND tenant_id = ?",
+            (tenant_id,),
+        ).fetchall()
+
+    def _event_id_stored(self, cur: sqlite3.Cursor, tenant_id: str, event_id: str) -> bool:
+        select = "SELECT 1 FROM dg_event_log INDEXED BY idx_event_log_event_key WHERE "
+        row = cur.execute(
+            f"{select} event_key = ? AND tenant_id = ? AND event_id = ? "
+            f"UNION ALL {select} event_key IS NULL AND tenant_id = ? AND event_id = ?",
+            (log_keys.event_digest(tenant_id, event_id), tenant_id, event_id, tenant_id, event_id),
+        ).fetchone()
+        return row is not None
+
     def _insert_events(self, cur: sqlite3.Cursor, rows: Sequence[Row]) -> None:
-        if len(rows) == 1:
-            cur.execute(_INSERT, rows[0])
+        keyed = self._digests.keyed(rows)
+        if len(keyed) == 1:
+            cur.execute(_INSERT, keyed[0])
         else:
-            cur.executemany(_INSERT, rows)
+            cur.executemany(_INSERT, keyed)
 
     def _stream(self, sql: str, params: Sequence[Any]) -> Iterator[Sequence[Any]]:
         """Rows produced lazily: on a side connection (WAL files), one
@@ -587,8 +725,8 @@ class SQLiteEventStore(SqlEventStore):
         """
         with self._write() as cur:
             for index in (
-                "idx_event_log_event_id",
-                "idx_event_log_idempotency",
+                "idx_event_log_event_key",
+                "idx_event_log_idem_key",
                 "idx_event_log_event_type",
             ):
                 cur.execute(f"DROP INDEX IF EXISTS {index}")
@@ -602,17 +740,18 @@ class SQLiteEventStore(SqlEventStore):
         count = 0
         last: Sequence[Any] | None = None
         batch: list[Sequence[Any]] = []
+        digests = log_keys.AppendDigests()  # nothing to remember: each row is new
         with self._write() as cur:
             self._lock_log_head(cur, tenant_id)
             for row in rows:
                 batch.append(row)
                 last = row
                 if len(batch) >= 5000:
-                    cur.executemany(_INSERT, batch)
+                    cur.executemany(_INSERT, digests.keyed(batch))
                     count += len(batch)
                     batch.clear()
             if batch:
-                cur.executemany(_INSERT, batch)
+                cur.executemany(_INSERT, digests.keyed(batch))
                 count += len(batch)
             if last is not None:
                 cur.execute(
