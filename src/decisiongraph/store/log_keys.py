@@ -13,7 +13,11 @@ reused id fails the insert, and the append is redone on the exact path,
 which compares the text. A digest cannot tell two texts apart, so there a
 new row whose digest another text already holds (a collision, about one in
 10^19 per pair) is stored with NULL instead, and every lookup also reads
-the tenant's NULL rows (none, as a rule). PostgreSQL keeps unique text
+the tenant's NULL rows (none, as a rule). That keeps one invariant: a NULL
+digest is always held by another row, so a retry of a NULL row, or a new
+event reusing its id, still fails the optimistic insert and takes the exact
+path (the upgrade, migration 0010, leaves the first row of a colliding
+group its digest for the same reason). PostgreSQL keeps unique text
 indexes; digests are SQLite's alone, and no digest enters the hash chain.
 """
 

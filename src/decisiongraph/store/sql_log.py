@@ -193,7 +193,8 @@ class SqlLog(SqlBackend):
         try:
             with self._event_sink(cur, len(items)) as sink:
                 plan = plan_append(tenant_id, items, existing, heads, head, recorded_at, emit=sink)
-                self._check_new_ids(cur, tenant_id, items, plan, exact=probe)
+                if probe:
+                    self._check_new_ids(cur, tenant_id, items, plan)
         except DecisionGraphError:
             if probe:
                 raise
@@ -240,18 +241,11 @@ class SqlLog(SqlBackend):
         return _is_key_taken(self._translate_error(exc))
 
     def _check_new_ids(
-        self,
-        cur: Cursor,
-        tenant_id: str,
-        items: Sequence[ValidatedEvent],
-        plan: AppendPlan,
-        *,
-        exact: bool,
+        self, cur: Cursor, tenant_id: str, items: Sequence[ValidatedEvent], plan: AppendPlan
     ) -> None:
-        """Before the rows are written: refuse a planned event whose id is
-        taken (``exact``), or raise :class:`KeyTaken` where the optimistic
-        plan cannot be trusted. Nothing to do where unique indexes on the
-        ids and keys refuse the insert (the failure is then explained by
+        """On the exact path, before the rows are written: refuse a planned
+        event whose id is taken. Nothing to do where a unique index on the
+        ids refuses the insert (the failure is then explained by
         :meth:`_explain_storage_failure`)."""
 
     def _event_id_stored(self, cur: Cursor, tenant_id: str, event_id: str) -> bool:

@@ -34,7 +34,7 @@ from decisiongraph.core.hashing import GENESIS_CHAIN_HASH
 from decisiongraph.core.validation import ValidatedEvent
 from decisiongraph.store import log_keys
 from decisiongraph.store.append_cache import AppendCache
-from decisiongraph.store.append_plan import AppendPlan, IdemKey, Row, TraceHead, idem_key
+from decisiongraph.store.append_plan import AppendPlan, IdemKey, Row, TraceHead
 from decisiongraph.store.columns import EVENT_COLUMNS
 from decisiongraph.store.group_commit import Arrival, Arrivals, QueuedAppend, take_group
 from decisiongraph.store.migrations import migration_files
@@ -568,21 +568,9 @@ class SQLiteEventStore(SqlEventStore):
         tenant_id: str,
         items: Sequence[ValidatedEvent],
         plan: AppendPlan,
-        *,
-        exact: bool,
     ) -> None:
         """Under the write lock: no planned event may reuse a stored id or an
-        earlier one of its batch; a digest another id holds is noted.
-
-        The optimistic plan trusts the unique digests, which a row stored
-        with NULL ones (a collision, see log_keys) escapes: should the
-        tenant have such a row holding one of the batch's ids or keys, the
-        append takes the exact path.
-        """
-        if not exact:
-            if self._null_digest_rows_hit(cur, tenant_id, items):
-                raise KeyTaken
-            return
+        earlier one of its batch; a digest another id holds is noted."""
         new = [
             (index, item.envelope.event_id)
             for index, (item, result) in enumerate(zip(items, plan.results, strict=True))
@@ -608,22 +596,6 @@ class SQLiteEventStore(SqlEventStore):
                 raise duplicate_event_id(index, event_id)
             seen.add(event_id)
         self._digests.held_elsewhere((i for i, d in wanted.items() if d in held), ())
-
-    def _null_digest_rows_hit(
-        self, cur: sqlite3.Cursor, tenant_id: str, items: Sequence[ValidatedEvent]
-    ) -> bool:
-        rows = cur.execute(
-            "SELECT event_id, NULL, NULL FROM dg_event_log "
-            "INDEXED BY idx_event_log_event_key WHERE event_key IS NULL AND tenant_id = ? "
-            "UNION ALL SELECT NULL, producer_id, idempotency_key FROM dg_event_log "
-            "INDEXED BY idx_event_log_idem_key WHERE idem_key IS NULL AND tenant_id = ?",
-            (tenant_id, tenant_id),
-        ).fetchall()
-        if not rows:  # as a rule
-            return False
-        ids = {row[0] for row in rows}
-        keys = {(row[1], row[2]) for row in rows}
-        return any(item.envelope.event_id in ids or idem_key(item) in keys for item in items)
 
     def _digest_rows(
         self,
@@ -735,23 +707,23 @@ class SQLiteEventStore(SqlEventStore):
         """Copy stored rows verbatim (a replica for replay and comparison).
 
         Rows come from another store's ``iter_raw_rows``: already validated
-        and chained there, so they are inserted as they are.
+        and chained there, so they are inserted as they are, without the
+        digests only appends look up (see :meth:`drop_append_indexes`).
         """
         count = 0
         last: Sequence[Any] | None = None
         batch: list[Sequence[Any]] = []
-        digests = log_keys.AppendDigests()  # nothing to remember: each row is new
         with self._write() as cur:
             self._lock_log_head(cur, tenant_id)
             for row in rows:
                 batch.append(row)
                 last = row
                 if len(batch) >= 5000:
-                    cur.executemany(_INSERT, digests.keyed(batch))
+                    cur.executemany(_INSERT, [(*row, None, None) for row in batch])
                     count += len(batch)
                     batch.clear()
             if batch:
-                cur.executemany(_INSERT, digests.keyed(batch))
+                cur.executemany(_INSERT, [(*row, None, None) for row in batch])
                 count += len(batch)
             if last is not None:
                 cur.execute(
