@@ -8,6 +8,7 @@ whose digests all differ, and the digests of the projections too.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -74,3 +75,32 @@ def test_colliding_digests_change_no_outcome(colliding: SQLiteEventStore, tmp_pa
         assert apart.digests(T) == colliding.digests(T)
     finally:
         apart.close()
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "reason"),
+    [
+        ("event_key", "event_key + 1", "event_key does not match"),
+        ("idem_key", "NULL", "idem_key is missing"),
+    ],
+)
+def test_verify_catches_an_edited_digest(
+    tmp_path: Path, column: str, value: str, reason: str
+) -> None:
+    """The chain does not cover the digests, so ``verify`` checks them too:
+    with its digest changed, a stored event's retry would be stored again."""
+    store = SQLiteEventStore(tmp_path / "dg.db")
+    try:
+        store.append(T, workload(3, seed=5))
+        assert store.verify_chain(T) is None
+        raw = sqlite3.connect(tmp_path / "dg.db", isolation_level=None)
+        try:
+            raw.execute("DROP TRIGGER dg_event_log_no_update")
+            raw.execute(f"UPDATE dg_event_log SET {column} = {value} WHERE log_seq = 7")
+        finally:
+            raw.close()
+        problem = store.verify_chain(T)
+        assert problem is not None and problem.log_seq == 7
+        assert reason in problem.reason
+    finally:
+        store.close()

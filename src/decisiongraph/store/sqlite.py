@@ -35,6 +35,7 @@ from decisiongraph.core.validation import ValidatedEvent
 from decisiongraph.store import log_keys
 from decisiongraph.store.append_cache import AppendCache
 from decisiongraph.store.append_plan import AppendPlan, IdemKey, Row, TraceHead
+from decisiongraph.store.chain import ChainProblem
 from decisiongraph.store.columns import EVENT_COLUMNS
 from decisiongraph.store.group_commit import Arrival, Arrivals, QueuedAppend, take_group
 from decisiongraph.store.migrations import migration_files
@@ -627,6 +628,44 @@ class SQLiteEventStore(SqlEventStore):
             f"UNION ALL {select} event_key IS NULL AND tenant_id = ? AND event_id = ?",
             (log_keys.event_digest(tenant_id, event_id), tenant_id, event_id, tenant_id, event_id),
         ).fetchone()
+        return row is not None
+
+    def verify_chain(self, tenant_id: str) -> ChainProblem | None:
+        """The hash chain, then the digests (which it does not cover): a
+        digest edited behind the store's back would let a retry, or an
+        event reusing an id, be stored a second time."""
+        problem = super().verify_chain(tenant_id)
+        if problem is not None:
+            return problem
+        sql = (
+            "SELECT log_seq, event_id, producer_id, idempotency_key, event_key, idem_key "
+            "FROM dg_event_log WHERE tenant_id = ? ORDER BY log_seq"
+        )
+        for log_seq, event_id, producer_id, key, *stored in self._stream(sql, (tenant_id,)):
+            expected = (
+                log_keys.event_digest(tenant_id, event_id),
+                log_keys.idem_digest(tenant_id, producer_id, key),
+            )
+            for column, digest, wanted in zip(
+                ("event_key", "idem_key"), stored, expected, strict=True
+            ):
+                if digest is None and not self._digest_held(column, wanted):
+                    return ChainProblem(
+                        tenant_id, log_seq, f"{column} is missing and no other row holds it"
+                    )
+                if digest is not None and digest != wanted:
+                    return ChainProblem(
+                        tenant_id, log_seq, f"{column} does not match the row (edited)"
+                    )
+        return None
+
+    def _digest_held(self, column: str, digest: int) -> bool:
+        """Whether a row holds ``digest``, as one must for a row without it."""
+        with self._read() as cur:
+            row = cur.execute(
+                f"SELECT 1 FROM dg_event_log INDEXED BY idx_event_log_{column} WHERE {column} = ?",
+                (digest,),
+            ).fetchone()
         return row is not None
 
     def _insert_events(self, cur: sqlite3.Cursor, rows: Sequence[Row]) -> None:
