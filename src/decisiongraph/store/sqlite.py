@@ -530,6 +530,27 @@ class SQLiteEventStore(SqlEventStore):
         return heads
 
     # -- the log's digest keys (see log_keys): the text decides -----------------
+    def _append_in(
+        self,
+        cur: sqlite3.Cursor,
+        tenant_id: str,
+        items: Sequence[ValidatedEvent],
+        recorded_at: str,
+        project: bool,
+        *,
+        probe: bool,
+        guarded: bool = True,
+    ) -> tuple[AppendPlan, bool]:
+        # What the exact path notes of its digests lives for that one append:
+        # a note left by one that failed could outlive the rows it was about.
+        self._digests.start(tenant_id if probe else None)
+        try:
+            return super()._append_in(
+                cur, tenant_id, items, recorded_at, project, probe=probe, guarded=guarded
+            )
+        finally:
+            self._digests.start(None)
+
     def _key_taken(self, exc: Exception) -> bool:
         """A unique digest was taken: by a retry, a reused id, or a
         collision; the exact path tells them apart."""
@@ -544,7 +565,6 @@ class SQLiteEventStore(SqlEventStore):
     ) -> dict[IdemKey, StoredEvent]:
         """The exact path's first look (see log_keys): events stored under
         the batch's keys; digests other texts hold are noted, for NULL."""
-        self._digests.start(tenant_id)
         wanted = {key: self._digests.key(tenant_id, *key) for key in dict.fromkeys(keys)}
         found: dict[IdemKey, StoredEvent] = {}
         sharing: dict[int, list[IdemKey]] = {}  # digest -> the wanted keys with it
