@@ -51,6 +51,10 @@ def seeded_sqlite(events: int) -> Path:
         for suffix in ("-wal", "-shm"):
             Path(str(partial) + suffix).unlink(missing_ok=True)
         partial.rename(path)
+    else:
+        SQLiteEventStore(path).close()  # a cache from before a migration gets it, once
+        for suffix in ("-wal", "-shm"):
+            Path(str(path) + suffix).unlink(missing_ok=True)
     return path
 
 

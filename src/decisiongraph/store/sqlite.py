@@ -142,7 +142,6 @@ class SQLiteEventStore(SqlEventStore):
                     # copied back once. The log is removed on close.
                     self._conn.execute("PRAGMA wal_autocheckpoint = 100000")
                 self._conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
-                self._conn.execute("PRAGMA temp_store = MEMORY")
                 self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
                 self._conn.execute("PRAGMA foreign_keys = ON")
                 # For migrations that index digests of existing rows.
@@ -151,7 +150,8 @@ class SQLiteEventStore(SqlEventStore):
                     ("dg_idem_key", 3, log_keys.idem_digest),
                 ):
                     self._conn.create_function(name, args, digest, deterministic=True)
-                self._migrate()
+                self._migrate()  # with temp files on disk: an upgrade may rewrite the log
+                self._conn.execute("PRAGMA temp_store = MEMORY")
                 if self._wal:
                     # Resolved now: side connections open later, perhaps after
                     # the process has changed its working directory.
