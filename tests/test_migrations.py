@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from decisiongraph.core.errors import DUPLICATE_EVENT_ID, StorageError
-from decisiongraph.store import migrations
+from decisiongraph.store import migrations, open_store
 from decisiongraph.store.sql_base import SqlEventStore
 from tests.runtime.support import T, assert_exactly_once, open_sql, seeded
 from tests.test_tamper import RawDatabase
@@ -199,6 +199,11 @@ def test_an_older_sqlite_log_gets_narrow_keys(
         old.close()
     _as_before_narrow_keys(sqlite_path)
     assert "idx_event_log_event_id" in _log_indexes(sqlite_path)
+    auditor = open_store(sqlite_path, read_only=True)  # cannot upgrade: still verifies
+    try:
+        assert auditor.verify_chain(T) is None
+    finally:
+        auditor.close()
     if colliding:
         monkeypatch.setattr("decisiongraph.store.log_keys.event_digest", lambda *parts: 7)
         monkeypatch.setattr("decisiongraph.store.log_keys.idem_digest", lambda *parts: 7)

@@ -655,7 +655,7 @@ class SQLiteEventStore(SqlEventStore):
         digest edited behind the store's back would let a retry, or an
         event reusing an id, be stored a second time."""
         problem = super().verify_chain(tenant_id)
-        if problem is not None:
+        if problem is not None or not self._has_digests():
             return problem
         sql = (
             "SELECT log_seq, event_id, producer_id, idempotency_key, event_key, idem_key "
@@ -678,6 +678,13 @@ class SQLiteEventStore(SqlEventStore):
                         tenant_id, log_seq, f"{column} does not match the row (edited)"
                     )
         return None
+
+    def _has_digests(self) -> bool:
+        """False for a database from before the digests (migration 0010)
+        opened read-only, which cannot be upgraded: an auditor's copy."""
+        with self._read() as cur:
+            columns = {row[1] for row in cur.execute("PRAGMA table_info(dg_event_log)")}
+        return {"event_key", "idem_key"} <= columns
 
     def _digest_held(self, column: str, digest: int) -> bool:
         """Whether a row holds ``digest``, as one must for a row without it."""
