@@ -44,10 +44,6 @@ class KeyTaken(Exception):
     """An optimistic append hit a stored idempotency key: redo it exactly."""
 
 
-def _is_key_taken(error: DecisionGraphError | None) -> bool:
-    return error is not None and error.code == "DG_ERR_IDEMPOTENCY_CONFLICT"
-
-
 def _validated(envelopes: Sequence[EventEnvelope]) -> list[ValidatedEvent]:
     """Each envelope validated, in order; an error names the event's position."""
     items: list[ValidatedEvent] = []
@@ -238,7 +234,8 @@ class SqlLog(SqlBackend):
     def _key_taken(self, exc: Exception) -> bool:
         """Whether a failed optimistic insert hit a stored key, which sends
         the append down the exact path (see :meth:`_append_in`)."""
-        return _is_key_taken(self._translate_error(exc))
+        error = self._translate_error(exc)
+        return error is not None and error.code == "DG_ERR_IDEMPOTENCY_CONFLICT"
 
     def _check_new_ids(
         self, cur: Cursor, tenant_id: str, items: Sequence[ValidatedEvent], plan: AppendPlan

@@ -616,7 +616,8 @@ class SQLiteEventStore(SqlEventStore):
             if event_id in stored or event_id in seen:
                 raise duplicate_event_id(index, event_id)
             seen.add(event_id)
-        self._digests.held_elsewhere((i for i, d in wanted.items() if d in held), ())
+        taken = (event_id for event_id, digest in wanted.items() if digest in held)
+        self._digests.held_elsewhere(taken, ())
 
     def _digest_rows(
         self,
